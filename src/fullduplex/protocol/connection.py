@@ -1,0 +1,522 @@
+"""The sans-I/O WebSocket connection: bytes in, events and bytes out.
+
+Theory of operation
+-------------------
+A :class:`Connection` starts after the opening handshake, in state OPEN. The I/O
+layer feeds it what the socket delivers (:meth:`receive_data`, :meth:`receive_eof`)
+and, after every call, collects what to write (:meth:`data_to_send`), whether to
+close the TCP connection (:attr:`eof_wanted`), whether to arm a timer for the peer to
+close it (:meth:`close_expected`) and what to deliver (:meth:`events`). It never
+touches a socket, a clock or an event loop.
+
+Receiving is one loop over one growing ``bytearray``. A frame header is validated
+as soon as its first two bytes arrive (reserved bits, opcodes, masking, control
+frame rules), and the size limit is checked against the declared length before any
+payload is buffered. Data payloads are consumed as they arrive: each piece is
+unmasked at its offset in the masking key and handed to the message being built, so
+text is UTF-8 checked byte by byte as it comes and a bad byte fails the connection at
+once, not at the end of the message. A whole single-frame message takes a shorter
+path with no per-piece bookkeeping.
+
+Closing handshake (RFC 6455 §7)::
+
+    OPEN ──send_close()──▶ CLOSING ──close frame received──┐
+      │                                                     ├─▶ server: eof_wanted
+      └──close frame received──▶ echo it ─▶ CLOSING ────────┘   client: close_expected()
+                                                     receive_eof() ─▶ CLOSED
+
+The server closes TCP first; the client waits for it, with a timeout kept by the I/O
+layer (RFC 6455 §7.1.1). Failing the connection (:meth:`fail`, or a protocol error
+in received data) sends a close frame with the error's code if none was sent, stops
+reading, and on a server also asks for the TCP close at once (§7.1.7).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+
+from ..errors import InvalidState, InvalidUTF8, MessageTooBig, PolicyViolation, ProtocolError
+from .events import CloseReceived, Message, Ping, Pong
+from .frames import CloseCode, decode_close, encode_close, encode_header
+from .mask import apply_mask
+from .utf8 import Utf8Decoder
+
+__all__ = ["Connection", "Side", "State"]
+
+
+class Side(enum.Enum):
+    """Which end of the connection this is."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.IntEnum):
+    """Connection states, numbered as the browser's ``readyState``."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+CLIENT = Side.CLIENT
+SERVER = Side.SERVER
+
+# Data frames we receive; control frames are 0x8-0xA. Anything else is reserved.
+_TEXT, _BINARY, _CONT = 1, 2, 0
+_CLOSE, _PING, _PONG = 8, 9, 10
+_MASK_POOL = 4 * 256
+
+
+class Connection:
+    """A WebSocket connection after the opening handshake, without I/O.
+
+    Args:
+        side: :data:`Side.CLIENT` masks what it sends and refuses masked frames;
+            :data:`Side.SERVER` the reverse (RFC 6455 §5.1).
+        max_size: the largest message accepted, in bytes (``None``: no limit).
+            Checked against each frame's declared length before its payload is
+            buffered; going over fails the connection with 1009.
+        max_fragments: the most frames one message may arrive in (``None``: no
+            limit); going over fails the connection with 1008.
+        random_bytes: the source of masking keys, called for batches of random
+            bytes; inject a fake in tests.
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        max_size: int | None = 2**20,
+        max_fragments: int | None = None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.side = side
+        self.state = State.OPEN
+        self.max_size = max_size
+        self.max_fragments = max_fragments
+        self._client = side is CLIENT
+        self._random_bytes = random_bytes
+        self._masks = b""
+        self._mask_pos = _MASK_POOL
+
+        self._buf = bytearray()
+        self._events: list[Message | Ping | Pong | CloseReceived] = []
+        self._out: list[bytes] = []
+        self._discard = False  # after a close frame is received or the connection failed
+
+        # Frame being received: _remaining is None between frames.
+        self._remaining: int | None = None
+        self._frame_fin = False
+        self._frame_key: bytes | None = None
+        self._frame_off = 0
+
+        # Message being received: _msg_opcode is 0 between messages.
+        self._msg_opcode = 0
+        self._msg_parts: list[bytes] | list[str] = []
+        self._msg_size = 0
+        self._msg_frames = 0
+        self._decoder: Utf8Decoder | None = None
+
+        # Message being sent in fragments: its opcode, or 0.
+        self._send_opcode = 0
+
+        self.close_rcvd: tuple[int, str] | None = None
+        self.close_sent: tuple[int | None, str] | None = None
+        self.failure: ProtocolError | None = None
+        self.eof_wanted = False
+        self.eof_received = False
+
+    # ------------------------------------------------------------------ results
+
+    def events(self) -> list[Message | Ping | Pong | CloseReceived]:
+        """Return and forget the events received since the last call."""
+        events = self._events
+        if events:
+            self._events = []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """Return and forget the bytes to write, in order, since the last call."""
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    def close_expected(self) -> bool:
+        """Whether the peer should now close TCP, so the I/O layer arms a timeout.
+
+        True for a client once the closing handshake is done or the connection
+        failed: the server closes TCP first (RFC 6455 §7.1.1). A server closes it
+        itself (:attr:`eof_wanted`), so this is always false for a server.
+        """
+        if self._client:
+            return self.state is State.CLOSING and (self.close_rcvd is not None or self._discard)
+        return False
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the peer sent (1005 if none); 1006 if closed without a close frame."""
+        if self.close_rcvd is not None:
+            return self.close_rcvd[0]
+        return CloseCode.ABNORMAL_CLOSURE if self.state is State.CLOSED else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The reason the peer sent; ``""`` if it sent none or the connection dropped."""
+        if self.close_rcvd is not None:
+            return self.close_rcvd[1]
+        return "" if self.state is State.CLOSED else None
+
+    @property
+    def was_clean(self) -> bool:
+        """Whether both close frames were exchanged (meaningful once CLOSED)."""
+        return self.close_sent is not None and self.close_rcvd is not None
+
+    # ------------------------------------------------------------------ sending
+
+    def send_text(self, data: str | bytes, fin: bool = True) -> None:
+        """Send a text message, or its first fragment when ``fin`` is false.
+
+        ``bytes`` are sent as they are and must be UTF-8 already.
+        """
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self._send_data(_TEXT, data, fin)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> None:
+        """Send a binary message, or its first fragment when ``fin`` is false."""
+        self._send_data(_BINARY, data, fin)
+
+    def send_continuation(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
+        """Send the next fragment of the message started with ``fin=False``."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self._send_data(_CONT, data, fin)
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Send a ping (at most 125 bytes of payload)."""
+        self._send_control(_PING, data)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong, e.g. as a one-way heartbeat (RFC 6455 §5.5.3)."""
+        self._send_control(_PONG, data)
+
+    def send_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake (or finish it, if the peer started it).
+
+        Raises:
+            ValueError: the code may not be sent or the reason is over 123 bytes.
+            InvalidState: a close frame was already sent.
+        """
+        payload = encode_close(code, reason)
+        if self.close_sent is not None or self.state is State.CLOSED:
+            raise InvalidState("the close frame was already sent")
+        self._write_frame(_CLOSE, payload, True)
+        self.close_sent = (code, reason)
+        self.state = State.CLOSING
+        if self.close_rcvd is not None and not self._client:
+            self.eof_wanted = True
+
+    def fail(self, code: int = CloseCode.PROTOCOL_ERROR, reason: str = "") -> None:
+        """Fail the connection (RFC 6455 §7.1.7): close frame if none sent, stop reading.
+
+        With 1006 no close frame is sent (the connection is dropped). A server also
+        asks for the TCP close at once; a client waits for the server to close it.
+        """
+        if self.state is State.CLOSED:
+            return
+        if self.close_sent is None and code != CloseCode.ABNORMAL_CLOSURE:
+            reason_bytes = reason.encode("utf-8")
+            if len(reason_bytes) > 123:
+                reason = reason_bytes[:123].decode("utf-8", "ignore")
+            self._write_frame(_CLOSE, encode_close(code, reason), True)
+            self.close_sent = (code, reason)
+        self.state = State.CLOSING
+        self._discard = True
+        self._buf.clear()
+        if not self._client or code == CloseCode.ABNORMAL_CLOSURE:
+            self.eof_wanted = True
+
+    def prepare_frame(self, data: str | bytes) -> bytes:
+        """Encode a whole message once, for writing to many server connections.
+
+        The bytes are valid for any server-side connection (frames from a server are
+        not masked), so a broadcast encodes a message once; see :meth:`send_prepared`.
+        """
+        if isinstance(data, str):
+            payload = data.encode("utf-8")
+            return encode_header(_TEXT, len(payload)) + payload
+        return encode_header(_BINARY, len(data)) + data
+
+    def send_prepared(self, frame: bytes) -> None:
+        """Queue a frame built by :meth:`prepare_frame` (servers only)."""
+        if self._client:
+            raise InvalidState("a client must mask its frames")
+        if self.state is not State.OPEN or self._send_opcode:
+            raise InvalidState(f"cannot send a message in state {self.state.name}")
+        self._out.append(frame)
+
+    def _send_data(self, opcode: int, data: bytes | bytearray | memoryview, fin: bool) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send data in state {self.state.name}")
+        if opcode == _CONT:
+            if not self._send_opcode:
+                raise InvalidState("no fragmented message is in progress")
+        elif self._send_opcode:
+            raise InvalidState("a fragmented message is in progress; finish it first")
+        elif not fin:
+            self._send_opcode = opcode
+        if fin:
+            self._send_opcode = 0
+        self._write_frame(opcode, data, fin)
+
+    def _send_control(self, opcode: int, data: bytes) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send a control frame in state {self.state.name}")
+        if len(data) > 125:
+            raise ValueError("control frame payload is longer than 125 bytes")
+        self._write_frame(opcode, data, True)
+
+    def _write_frame(self, opcode: int, data: bytes | bytearray | memoryview, fin: bool) -> None:
+        if not self._client:
+            header = encode_header(opcode, len(data), fin=fin)
+            self._out.append(header + data if data else header)
+            return
+        # RFC 6455 §5.3: a fresh, unpredictable key for every frame. Keys come from a
+        # pool filled with one call to the CSPRNG per 256 frames.
+        pos = self._mask_pos
+        if pos >= _MASK_POOL:
+            self._masks = self._random_bytes(_MASK_POOL)
+            pos = 0
+        key = self._masks[pos : pos + 4]
+        self._mask_pos = pos + 4
+        header = encode_header(opcode, len(data), fin=fin, mask=True)
+        self._out.append(header + key + apply_mask(data, key))
+
+    # ---------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the network.
+
+        Protocol violations never raise: they fail the connection with the right
+        close code, recorded in :attr:`failure`.
+        """
+        if self._discard or not data:
+            return
+        self._buf += data
+        try:
+            self._parse()
+        except ProtocolError as exc:
+            self.failure = exc
+            self.fail(exc.close_code, exc.reason)
+
+    def receive_eof(self) -> None:
+        """The TCP connection is closed (by the peer or by us). Idempotent."""
+        if self.state is State.CLOSED:
+            return
+        self.eof_received = True
+        self.state = State.CLOSED
+        self._discard = True
+        self._buf.clear()
+        self._msg_parts = []
+
+    def _parse(self) -> None:
+        buf = self._buf
+        end = len(buf)
+        pos = 0
+        client = self._client
+        events = self._events
+        max_size = self.max_size
+        try:
+            while not self._discard:
+                remaining = self._remaining
+                if remaining is None:
+                    # ---- frame header
+                    if end - pos < 2:
+                        break
+                    b0 = buf[pos]
+                    b1 = buf[pos + 1]
+                    opcode = b0 & 0x0F
+                    if b0 & 0x70:
+                        # RFC 6455 §5.2: a nonzero RSV bit with no extension defining it
+                        # MUST fail the connection.
+                        raise ProtocolError("reserved bits must be 0", "WS_RSV_SET")
+                    if (b1 & 0x80) != (0 if client else 0x80):
+                        # §5.1: servers get masked frames only; clients unmasked only.
+                        if client:
+                            raise ProtocolError(
+                                "server frames must not be masked", "WS_MASKED_SERVER_FRAME"
+                            )
+                        raise ProtocolError(
+                            "client frames must be masked", "WS_UNMASKED_CLIENT_FRAME"
+                        )
+                    length = b1 & 0x7F
+                    if opcode >= 8:
+                        if opcode > 10:
+                            raise ProtocolError(
+                                f"reserved opcode {opcode:#x}", "WS_RESERVED_OPCODE"
+                            )
+                        # §5.5: control frames carry at most 125 bytes, unfragmented.
+                        if not b0 & 0x80:
+                            raise ProtocolError(
+                                "control frames must not be fragmented", "WS_FRAGMENTED_CONTROL"
+                            )
+                        if length > 125:
+                            raise ProtocolError(
+                                "control frame payload over 125 bytes", "WS_CONTROL_TOO_LONG"
+                            )
+                        hlen = 2 if client else 6
+                        need = hlen + length
+                        if end - pos < need:
+                            break
+                        payload = bytes(buf[pos + hlen : pos + need])
+                        if not client and length:
+                            payload = apply_mask(payload, bytes(buf[pos + 2 : pos + 6]))
+                        pos += need
+                        self._control(opcode, payload)
+                        continue
+                    if opcode == _CONT:
+                        if not self._msg_opcode:
+                            raise ProtocolError(
+                                "continuation frame without a message", "WS_UNEXPECTED_CONTINUATION"
+                            )
+                    elif opcode > 2:
+                        raise ProtocolError(f"reserved opcode {opcode:#x}", "WS_RESERVED_OPCODE")
+                    elif self._msg_opcode:
+                        raise ProtocolError(
+                            "new message inside a fragmented message", "WS_EXPECTED_CONTINUATION"
+                        )
+                    hlen = 2
+                    if length == 126:
+                        if end - pos < 4:
+                            break
+                        length = (buf[pos + 2] << 8) | buf[pos + 3]
+                        hlen = 4
+                    elif length == 127:
+                        if end - pos < 10:
+                            break
+                        length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                        if length >> 63:
+                            raise ProtocolError(
+                                "payload length has its top bit set", "WS_BAD_LENGTH"
+                            )
+                        hlen = 10
+                    # §10.4: refuse an oversized message before buffering it.
+                    if max_size is not None and self._msg_size + length > max_size:
+                        raise MessageTooBig(f"message over max_size ({max_size} bytes)")
+                    if client:
+                        key = None
+                    else:
+                        if end - pos < hlen + 4:
+                            break
+                        key = bytes(buf[pos + hlen : pos + hlen + 4])
+                        hlen += 4
+                    fin = b0 & 0x80
+                    start = pos + hlen
+                    if fin and opcode and end - start >= length:
+                        # Fast path: a whole unfragmented message is here.
+                        payload = bytes(buf[start : start + length])
+                        if key is not None and length:
+                            payload = apply_mask(payload, key)
+                        pos = start + length
+                        if opcode == _TEXT:
+                            try:
+                                events.append(Message(payload.decode("utf-8")))
+                            except UnicodeDecodeError:
+                                raise InvalidUTF8("invalid UTF-8 in text message") from None
+                        else:
+                            events.append(Message(payload))
+                        continue
+                    self._begin_frame(opcode, bool(fin), length, key)
+                    pos = start
+                    remaining = length
+                # ---- payload of a data frame, taken as it arrives
+                n = end - pos
+                if n > remaining:
+                    n = remaining
+                if n == 0 and remaining:
+                    break
+                chunk = bytes(buf[pos : pos + n])
+                pos += n
+                key = self._frame_key
+                if key is not None and n:
+                    chunk = apply_mask(chunk, key, self._frame_off)
+                    self._frame_off += n
+                remaining -= n
+                self._remaining = remaining if remaining else None
+                self._data(chunk, not remaining and self._frame_fin)
+        finally:
+            if self._discard:
+                buf.clear()
+            elif pos:
+                del buf[:pos]
+
+    def _begin_frame(self, opcode: int, fin: bool, length: int, key: bytes | None) -> None:
+        if opcode:
+            self._msg_opcode = opcode
+            self._msg_parts = []
+            self._msg_size = 0
+            self._msg_frames = 0
+            self._decoder = Utf8Decoder() if opcode == _TEXT else None
+        self._msg_frames += 1
+        if self.max_fragments is not None and self._msg_frames > self.max_fragments:
+            raise PolicyViolation(
+                f"message in more than {self.max_fragments} fragments", "WS_TOO_MANY_FRAGMENTS"
+            )
+        self._msg_size += length
+        self._remaining = length
+        self._frame_fin = fin
+        self._frame_key = key
+        self._frame_off = 0
+
+    def _data(self, chunk: bytes, last: bool) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                text = decoder.decode(chunk, last)
+            except UnicodeDecodeError:
+                raise InvalidUTF8("invalid UTF-8 in text message") from None
+            if text:
+                self._msg_parts.append(text)  # type: ignore[arg-type]
+        elif chunk:
+            self._msg_parts.append(chunk)  # type: ignore[arg-type]
+        if last:
+            parts = self._msg_parts
+            if decoder is not None:
+                data: str | bytes = "".join(parts)  # type: ignore[arg-type]
+            else:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[assignment,arg-type]
+            self._msg_opcode = 0
+            self._msg_parts = []
+            self._msg_size = 0
+            self._decoder = None
+            self._events.append(Message(data))
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        if opcode == _PING:
+            self._events.append(Ping(payload))
+            # §5.5.2: answer with a pong carrying the same payload, unless we are
+            # closing (nothing is sent after our close frame).
+            if self.close_sent is None:
+                self._write_frame(_PONG, payload, True)
+        elif opcode == _PONG:
+            self._events.append(Pong(payload))
+        else:
+            code, reason = decode_close(payload)
+            self.close_rcvd = (code, reason)
+            # §1.4/§5.5.1: after a close frame the peer sends nothing more we accept.
+            self._discard = True
+            self._msg_parts = []
+            self._events.append(CloseReceived(code, reason))
+            if self.close_sent is None:
+                # Echo the status code received (§5.5.1); an empty close is echoed empty.
+                echo = None if code == CloseCode.NO_STATUS_RCVD else code
+                self._write_frame(_CLOSE, encode_close(echo, reason) if echo else b"", True)
+                self.close_sent = (echo, reason if echo else "")
+            self.state = State.CLOSING
+            if not self._client:
+                self.eof_wanted = True
