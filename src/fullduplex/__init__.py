@@ -1,5 +1,7 @@
 """fullduplex: a WebSocket toolkit for Python."""
 
+from .client import connect
+from .connection import Connection
 from .errors import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -17,8 +19,12 @@ from .errors import (
     ProtocolError,
     UnsupportedData,
 )
+from .protocol import CloseCode, Opcode, State
+from .server import Server, serve
 
 __all__ = [
+    "CloseCode",
+    "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
@@ -31,9 +37,14 @@ __all__ = [
     "InvalidURI",
     "InvalidUTF8",
     "MessageTooBig",
+    "Opcode",
     "PolicyViolation",
     "ProtocolError",
+    "Server",
+    "State",
     "UnsupportedData",
+    "connect",
+    "serve",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,106 @@
+"""The ``fullduplex`` command: a thin shell over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from .connection import Connection
+from .server import serve
+
+__all__ = ["main"]
+
+
+def _size(text: str) -> int | None:
+    """Parse a byte count: ``1048576``, ``64KiB``, ``16MiB`` or ``none``."""
+    value = text.strip().lower()
+    if value in ("none", "unlimited", "0"):
+        return None
+    for suffix, factor in (
+        ("kib", 1024),
+        ("mib", 1024**2),
+        ("gib", 1024**3),
+        ("k", 1024),
+        ("m", 1024**2),
+        ("g", 1024**3),
+    ):
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * factor)
+    return int(value)
+
+
+async def echo_handler(conn: Connection) -> None:
+    """Send back every message with its type (text stays text, binary stays binary)."""
+    async for message in conn:
+        await conn.send(message)
+
+
+async def _run_until_signal(server_cm: object, banner: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    async with server_cm as server:  # type: ignore[attr-defined]
+        print(banner.format(port=server.port), flush=True)
+        await stop
+        logging.getLogger("fullduplex").info("shutting down")
+
+
+def _cmd_echo(args: argparse.Namespace) -> int:
+    cm = serve(echo_handler, args.host, args.port, max_size=args.max_size)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    asyncio.run(_run_until_signal(cm, f"listening on ws://{host}:{{port}}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fullduplex`` command."""
+    parser = argparse.ArgumentParser(
+        prog="fullduplex",
+        description="WebSocket toolkit: servers and clients from the command line.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log connection events")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    echo = sub.add_parser(
+        "echo",
+        help="run an echo server",
+        description="Run a WebSocket echo server: every message comes back with its "
+        "type, on any path. Ctrl-C shuts down gracefully (close 1001 to clients).",
+    )
+    echo.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    echo.add_argument("--port", type=int, default=9001, help="port to listen on (9001; 0: any)")
+    echo.add_argument(
+        "--max-size",
+        type=_size,
+        default=2**20,
+        metavar="BYTES",
+        help="largest message accepted, e.g. 1048576, 16MiB or none (default 1MiB)",
+    )
+    echo.set_defaults(func=_cmd_echo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"fullduplex: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,476 @@
+"""The asyncio adapter shared by both sides: an :class:`asyncio.Protocol` around the core.
+
+After the opening handshake (done by the subclasses in :mod:`.server` and
+:mod:`.client`), bytes from the transport go into the sans-I/O
+:class:`~fullduplex.protocol.Connection`; what it wants written goes out in one
+``transport.write`` per batch; its events go to a *listener* by plain method calls.
+No task and no future is created per message: the asyncio ``Connection``, the
+browser-style ``WebSocket`` and the broker are all listeners.
+
+Sends made while events are being dispatched (an echo, a broadcast from a message
+callback) are coalesced with the pongs and close echoes of the same read into one
+write at the end of ``data_received``.
+
+Timers kept here, because the core has no clock: the handshake timeout, keepalive
+pings and their timeout, and the close timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from ..errors import InvalidState
+from ..protocol.connection import Connection as Core, Side, State
+from ..protocol.events import CloseReceived, Message, Ping, Pong
+from ..protocol.frames import CloseCode
+
+__all__ = ["Listener", "WebSocketProtocol"]
+
+logger = logging.getLogger("fullduplex")
+
+DEFAULT_WRITE_LIMIT = 64 * 1024
+
+
+class Listener(Protocol):
+    """What a :class:`WebSocketProtocol` calls; every method runs on the event loop."""
+
+    def on_open(self, ws: WebSocketProtocol) -> None:
+        """The handshake succeeded; ``ws`` is OPEN and can send."""
+
+    def on_message(self, ws: WebSocketProtocol, data: str | bytes) -> None:
+        """A whole message arrived: ``str`` for text, ``bytes`` for binary."""
+
+    def on_close(self, ws: WebSocketProtocol, code: int, reason: str, was_clean: bool) -> None:
+        """The connection is CLOSED; ``code`` is the peer's code (1006 if dropped)."""
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """One WebSocket connection on an asyncio transport.
+
+    Args:
+        side: client or server.
+        max_size: largest incoming message in bytes, ``None`` for no limit.
+        max_fragments: most frames per incoming message, ``None`` for no limit.
+        ping_interval: seconds between keepalive pings, ``None`` to disable.
+        ping_timeout: seconds to wait for any data after a ping before failing the
+            connection with 1011, ``None`` to disable.
+        close_timeout: seconds to wait for the closing handshake and the TCP close.
+        open_timeout: seconds allowed for the opening handshake.
+        write_limit: high-water mark of the transport's write buffer, in bytes;
+            ``send`` waits (``drain``) while the buffer is above it.
+    """
+
+    listener: Listener | None
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        max_size: int | None = 2**20,
+        max_fragments: int | None = None,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float = 10,
+        open_timeout: float | None = 10,
+        write_limit: int = DEFAULT_WRITE_LIMIT,
+    ) -> None:
+        self.side = side
+        self.max_size = max_size
+        self.max_fragments = max_fragments
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.open_timeout = open_timeout
+        self.write_limit = write_limit
+
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.core: Core | None = None
+        self.listener = None
+        self.subprotocol: str | None = None
+        self.extensions: str = ""
+        self.remote_address: Any = None
+        self.local_address: Any = None
+
+        self._dispatching = False
+        self._write_paused = False
+        self._read_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._pings: OrderedDict[bytes, tuple[asyncio.Future[float], float]] = OrderedDict()
+        self._last_recv = 0.0
+        self._open_timer: asyncio.TimerHandle | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._pong_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._transport_closed = False
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+
+    # ------------------------------------------------------------ public state
+
+    @property
+    def state(self) -> State:
+        """CONNECTING until the handshake is done, then the core's state."""
+        if self.core is None:
+            return State.CLOSED if self.closed.done() else State.CONNECTING
+        return self.core.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code once CLOSED (1005 none, 1006 dropped), else None."""
+        if self.core is None:
+            return CloseCode.ABNORMAL_CLOSURE if self.closed.done() else None
+        return self.core.close_code if self.core.state is State.CLOSED else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The peer's close reason once CLOSED, else None."""
+        if self.core is None:
+            return "" if self.closed.done() else None
+        return self.core.close_reason if self.core.state is State.CLOSED else None
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes handed to the transport and not yet written to the socket."""
+        transport = self.transport
+        if transport is None or transport.is_closing() and self._transport_closed:
+            return 0
+        return transport.get_write_buffer_size()
+
+    # --------------------------------------------------------- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.write_limit, low=self.write_limit // 4)
+        self.remote_address = transport.get_extra_info("peername")
+        self.local_address = transport.get_extra_info("sockname")
+        if self.open_timeout is not None:
+            self._open_timer = self.loop.call_later(self.open_timeout, self._open_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        core = self.core
+        if core is None:
+            self.handshake_data(data)
+            return
+        self._last_recv = self.loop.time()
+        core.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        # The peer closed its side; we have nothing useful to add, so let the
+        # transport close (returning a false value closes it).
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport_closed = True
+        for timer in (self._open_timer, self._ping_timer, self._pong_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        core = self.core
+        if core is not None:
+            core.receive_eof()
+            for waiter, _ in self._pings.values():
+                if not waiter.done():
+                    waiter.set_exception(self.closed_exception())
+            self._pings.clear()
+        else:
+            self.handshake_lost(exc)
+        self._wake_drain()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if core is not None and self.listener is not None:
+            listener, self.listener = self.listener, None
+            try:
+                listener.on_close(
+                    self, core.close_code or 1006, core.close_reason or "", core.was_clean
+                )
+            except Exception:
+                logger.exception("error in close callback")
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drain()
+
+    # ---------------------------------------------------- handshake (subclasses)
+
+    def handshake_data(self, data: bytes) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def handshake_lost(self, exc: Exception | None) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def handshake_timed_out(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _open_timed_out(self) -> None:
+        self._open_timer = None
+        if self.core is None and self.transport is not None:
+            self.handshake_timed_out()
+
+    def start(self, leftover: bytes) -> None:
+        """Enter OPEN after a successful handshake; ``leftover`` are early frames."""
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
+        self.core = Core(self.side, max_size=self.max_size, max_fragments=self.max_fragments)
+        self._last_recv = self.loop.time()
+        if self.ping_interval is not None:
+            self._ping_timer = self.loop.call_later(self.ping_interval, self._keepalive)
+        listener = self.listener
+        if listener is not None:
+            listener.on_open(self)
+        if leftover and self.core.state is State.OPEN:
+            self.data_received(leftover)
+
+    # ------------------------------------------------------------ core driving
+
+    def _process(self) -> None:
+        """Deliver the core's events and act on its wishes; one write at the end."""
+        core = self.core
+        assert core is not None
+        events = core.events()
+        if events:
+            listener = self.listener
+            self._dispatching = True
+            try:
+                for event in events:
+                    if type(event) is Message:
+                        if listener is not None:
+                            try:
+                                listener.on_message(self, event.data)
+                            except Exception:
+                                logger.exception("error in message callback")
+                                self.fail(CloseCode.INTERNAL_ERROR, "internal error")
+                    elif type(event) is Pong:
+                        self._pong(event.data)
+                    elif type(event) is CloseReceived:
+                        self._arm_close_timer()
+                    elif type(event) is Ping:
+                        pass
+            finally:
+                self._dispatching = False
+        self._flush()
+
+    def _flush(self) -> None:
+        core = self.core
+        assert core is not None
+        transport = self.transport
+        out = core.data_to_send()
+        if out and transport is not None and not self._transport_closed:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if core.failure is not None and not getattr(self, "_failure_logged", False):
+            self._failure_logged = True
+            logger.info(
+                "failing connection from %s: %s (close %d)",
+                self.remote_address,
+                core.failure,
+                core.failure.close_code,
+            )
+        if core.eof_wanted:
+            self._close_transport()
+        elif core.close_expected():
+            self._arm_close_timer()
+
+    def _close_transport(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+        # transport.close() waits for the buffer to drain; a peer that stops reading
+        # must not keep the connection alive past the close timeout.
+        self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None and not self._transport_closed:
+            self._close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        if self.transport is not None and not self._transport_closed:
+            self.transport.abort()
+
+    # ----------------------------------------------------------------- sending
+
+    def _check_open(self) -> Core:
+        core = self.core
+        if core is None:
+            raise InvalidState("the connection is not open yet")
+        return core
+
+    def send(self, data: str | bytes | bytearray | memoryview) -> None:
+        """Send one message now (text for ``str``, binary otherwise), without waiting.
+
+        Raises:
+            InvalidState: the connection is not OPEN.
+        """
+        core = self._check_open()
+        if isinstance(data, str):
+            core.send_text(data)
+        else:
+            core.send_binary(data)
+        if not self._dispatching:
+            self._flush()
+
+    def send_fragment(
+        self, data: str | bytes | bytearray | memoryview, *, first: bool, fin: bool
+    ) -> None:
+        """Send one fragment of a message; ``first`` picks text/binary from ``data``."""
+        core = self._check_open()
+        if first:
+            if isinstance(data, str):
+                core.send_text(data, fin)
+            else:
+                core.send_binary(data, fin)
+        else:
+            core.send_continuation(data, fin)
+        if not self._dispatching:
+            self._flush()
+
+    def send_prepared(self, frame: bytes) -> None:
+        """Send a frame built once by ``Core.prepare_frame`` (broadcast, servers)."""
+        self._check_open().send_prepared(frame)
+        if not self._dispatching:
+            self._flush()
+
+    def ping(self, data: bytes | None = None) -> asyncio.Future[float]:
+        """Send a ping; the future resolves to the round-trip time when its pong comes."""
+        core = self._check_open()
+        if data is None:
+            data = os.urandom(4)
+            while data in self._pings:  # pragma: no cover - 1 in 4 billion
+                data = os.urandom(4)
+        elif data in self._pings:
+            raise InvalidState("a ping with this payload is already waiting for its pong")
+        core.send_ping(data)
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pings[bytes(data)] = (waiter, self.loop.time())
+        if not self._dispatching:
+            self._flush()
+        return waiter
+
+    def _pong(self, data: bytes) -> None:
+        if data not in self._pings:
+            return  # unsolicited (RFC 6455 §5.5.3): ignored
+        now = self.loop.time()
+        # A pong answers its ping and every earlier one still waiting (§5.5.3 allows
+        # a peer to answer only the latest of several pings).
+        while self._pings:
+            key, (waiter, sent) = self._pings.popitem(last=False)
+            if not waiter.done():
+                waiter.set_result(now - sent)
+            if key == data:
+                break
+
+    def close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake; harmless if it already started.
+
+        Raises:
+            ValueError: the code may not be sent or the reason is over 123 bytes.
+        """
+        core = self.core
+        if core is None:
+            self.abort()
+            return
+        if core.state is State.OPEN:
+            core.send_close(code, reason)
+            self._arm_close_timer()
+            if not self._dispatching:
+                self._flush()
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection with ``code`` (RFC 6455 §7.1.7)."""
+        core = self.core
+        if core is None:
+            self.abort()
+            return
+        core.fail(code, reason)
+        self._arm_close_timer()
+        if not self._dispatching:
+            self._flush()
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a closing handshake."""
+        if self.transport is not None and not self._transport_closed:
+            self.transport.abort()
+
+    # ------------------------------------------------------------ flow control
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the transport's buffer is above the write limit."""
+        return self._write_paused
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its low-water mark (or closed)."""
+        if not self._write_paused or self._transport_closed:
+            return
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _wake_drain(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (the application is not keeping up)."""
+        if not self._read_paused and self.transport is not None and not self._transport_closed:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the socket again."""
+        if self._read_paused and self.transport is not None and not self._transport_closed:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    # --------------------------------------------------------------- keepalive
+
+    def _keepalive(self) -> None:
+        self._ping_timer = None
+        core = self.core
+        if core is None or core.state is not State.OPEN:
+            return
+        sent_at = self.loop.time()
+        try:
+            self.ping()
+        except InvalidState:  # pragma: no cover - checked above
+            return
+        if self.ping_timeout is not None and self._pong_timer is None:
+            self._pong_timer = self.loop.call_later(self.ping_timeout, self._check_alive, sent_at)
+        assert self.ping_interval is not None
+        self._ping_timer = self.loop.call_later(self.ping_interval, self._keepalive)
+
+    def _check_alive(self, sent_at: float) -> None:
+        self._pong_timer = None
+        # Any data received since the ping proves the peer alive: a large message
+        # still arriving must not trip the timeout.
+        if self._last_recv < sent_at and self.core is not None:
+            logger.info("keepalive ping timeout: %s", self.remote_address)
+            self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    def closed_exception(self) -> Exception:
+        """The :class:`~fullduplex.errors.ConnectionClosed` describing this connection."""
+        from ..errors import closed_error
+
+        core = self.core
+        if core is None:
+            return closed_error(CloseCode.ABNORMAL_CLOSURE)
+        code = core.close_code
+        if code is None:  # still closing: report what we know
+            code = core.close_rcvd[0] if core.close_rcvd else CloseCode.ABNORMAL_CLOSURE
+        sent = core.close_sent
+        return closed_error(
+            code,
+            core.close_reason or "",
+            was_clean=core.was_clean and core.state is State.CLOSED,
+            sent_code=sent[0] if sent else None,
+            sent_reason=sent[1] if sent else "",
+        )

@@ -1,0 +1,280 @@
+"""``fullduplex.serve``: an asyncio WebSocket server running one handler per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any
+
+from .connection import Connection
+from .errors import ConnectionClosed
+from .io.protocol import WebSocketProtocol
+from .io.server import ServerProtocol
+from .protocol.connection import State
+from .protocol.frames import CloseCode
+
+__all__ = ["Server", "serve"]
+
+logger = logging.getLogger("fullduplex.server")
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+class Server:
+    """A listening WebSocket server; see :func:`serve`.
+
+    Attributes:
+        connections: the connections whose handler is running.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_queue: int | None = 32,
+        close_timeout: float = 10,
+        **protocol_options: Any,
+    ) -> None:
+        self.handler = handler
+        self.max_queue = max_queue
+        self.close_timeout = close_timeout
+        self.protocol_options = protocol_options
+        self.connections: set[Connection] = set()
+        self._protocols: set[WebSocketProtocol] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 0,
+        *,
+        sock: socket.socket | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        **create_server_options: Any,
+    ) -> Server:
+        """Start listening; ``port=0`` picks a free port (see :attr:`port`)."""
+        loop = asyncio.get_running_loop()
+        self._closed = loop.create_future()
+        if sock is not None:
+            self._server = await loop.create_server(
+                self._make_protocol, sock=sock, ssl=ssl, **create_server_options
+            )
+        else:
+            self._server = await loop.create_server(
+                self._make_protocol, host, port, ssl=ssl, **create_server_options
+            )
+        return self
+
+    def _make_protocol(self) -> ServerProtocol:
+        proto = ServerProtocol(
+            self._on_open,
+            on_lost=self._on_lost,
+            close_timeout=self.close_timeout,
+            **self.protocol_options,
+        )
+        self._protocols.add(proto)
+        return proto
+
+    def _on_open(self, proto: ServerProtocol) -> Connection:
+        conn = Connection(max_queue=self.max_queue)
+        conn.on_open(proto)
+        self.connections.add(conn)
+        task = proto.loop.create_task(self._run_handler(conn, proto))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return conn
+
+    def _on_lost(self, proto: ServerProtocol) -> None:
+        self._protocols.discard(proto)
+
+    async def _run_handler(self, conn: Connection, proto: ServerProtocol) -> None:
+        try:
+            try:
+                await self.handler(conn)
+            except ConnectionClosed:
+                pass  # the peer went away while the handler was talking to it
+            except asyncio.CancelledError:
+                proto.fail(CloseCode.GOING_AWAY, "server shutting down")
+                raise
+            except Exception:
+                logger.exception("connection handler failed (%s)", proto.remote_address)
+                proto.fail(CloseCode.INTERNAL_ERROR, "internal error")
+            else:
+                proto.close(CloseCode.NORMAL_CLOSURE)
+            if not proto.closed.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(proto.closed), self.close_timeout + 1)
+                except asyncio.TimeoutError:
+                    proto.abort()
+        finally:
+            self.connections.discard(conn)
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        if self._server is None:
+            return ()
+        return tuple(self._server.sockets)  # type: ignore[arg-type]
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket."""
+        return int(self.sockets[0].getsockname()[1])
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` is called (or the task is cancelled)."""
+        assert self._closed is not None, "start() the server first"
+        try:
+            await asyncio.shield(self._closed)
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+
+    def close(
+        self,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "server shutting down",
+        timeout: float | None = None,
+    ) -> asyncio.Task[None]:
+        """Shut down gracefully: stop listening, close every connection with ``code``.
+
+        Waits for the clients' closing handshakes and the handlers, at most
+        ``timeout`` seconds (default: the close timeout), then drops what is left.
+        Returns a task: ``await server.close()`` waits for the end.
+        """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(code, reason, self.close_timeout if timeout is None else timeout)
+            )
+        return self._closing
+
+    async def _close(self, code: int, reason: str, timeout: float) -> None:
+        if self._server is not None:
+            self._server.close()
+        protocols = list(self._protocols)
+        for proto in protocols:
+            if proto.state is State.OPEN:
+                proto.close(code, reason)
+            elif proto.state is State.CONNECTING:
+                proto.abort()
+        waits = [asyncio.shield(p.closed) for p in protocols if not p.closed.done()]
+        tasks = list(self._tasks)
+        if waits or tasks:
+            done, pending = await asyncio.wait([*waits, *tasks], timeout=timeout)
+            if pending:
+                for proto in protocols:
+                    proto.abort()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(
+                    [*tasks, *(asyncio.shield(p.closed) for p in protocols)], timeout=1
+                )
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`close` has finished."""
+        assert self._closed is not None
+        await asyncio.shield(self._closed)
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class _Serve:
+    """What :func:`serve` returns: ``await`` it or use it with ``async with``."""
+
+    def __init__(self, server: Server, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._server = server
+        self._args = args
+        self._kwargs = kwargs
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._server.start(*self._args, **self._kwargs).__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._server.close()
+
+
+def serve(
+    handler: Handler,
+    host: str | None = "127.0.0.1",
+    port: int = 0,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    max_size: int | None = 2**20,
+    max_fragments: int | None = None,
+    max_queue: int | None = 32,
+    ping_interval: float | None = 20,
+    ping_timeout: float | None = 20,
+    close_timeout: float = 10,
+    open_timeout: float | None = 10,
+    write_limit: int = 64 * 1024,
+    ssl: ssl_module.SSLContext | None = None,
+    sock: socket.socket | None = None,
+    **create_server_options: Any,
+) -> _Serve:
+    """Serve WebSocket connections, running ``await handler(conn)`` for each.
+
+    ``async with serve(handler, "127.0.0.1", 8765) as server: await server.serve_forever()``
+
+    When the handler returns, its connection is closed with 1000; when it raises,
+    with 1011 and a logged traceback. Other connections are not affected.
+
+    Args:
+        handler: coroutine function taking a :class:`~fullduplex.Connection`.
+        host, port: where to listen (``port=0``: any free port, see ``server.port``).
+        subprotocols: subprotocols this server speaks, in order of preference.
+        max_size: largest incoming message in bytes (``None``: no limit) → 1009.
+        max_fragments: most frames per incoming message (``None``: no limit) → 1008.
+        max_queue: received messages buffered per connection before reading pauses.
+        ping_interval, ping_timeout: keepalive (``None`` disables); no data at all
+            within ``ping_timeout`` after a ping closes the connection with 1011.
+        close_timeout: seconds allowed for a closing handshake.
+        open_timeout: seconds allowed for the opening handshake.
+        write_limit: write-buffer high-water mark; ``send`` waits above it.
+        ssl: a server-side :class:`ssl.SSLContext` to serve ``wss://``.
+        sock: an already bound socket to serve on instead of ``host``/``port``.
+    """
+    server = Server(
+        handler,
+        max_queue=max_queue,
+        close_timeout=close_timeout,
+        subprotocols=subprotocols,
+        max_size=max_size,
+        max_fragments=max_fragments,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        open_timeout=open_timeout,
+        write_limit=write_limit,
+    )
+    return _Serve(server, (host, port), {"ssl": ssl, "sock": sock, **create_server_options})
