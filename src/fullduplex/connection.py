@@ -117,11 +117,8 @@ class Connection:
         """
         proto = self._proto()
         while not self._queue:
-            if (
-                proto.core is not None
-                and proto.core.close_rcvd is not None
-                or (proto.state is State.CLOSED)
-            ):
+            core = proto.core
+            if proto.state is State.CLOSED or (core is not None and core.close_rcvd is not None):
                 await self._wait_closed(proto)
                 raise proto.closed_exception()
             if self._waiter is not None:

@@ -171,7 +171,7 @@ class Server:
         waits = [asyncio.shield(p.closed) for p in protocols if not p.closed.done()]
         tasks = list(self._tasks)
         if waits or tasks:
-            done, pending = await asyncio.wait([*waits, *tasks], timeout=timeout)
+            _, pending = await asyncio.wait([*waits, *tasks], timeout=timeout)
             if pending:
                 for proto in protocols:
                     proto.abort()

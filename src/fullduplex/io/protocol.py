@@ -23,7 +23,7 @@ import os
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from ..errors import InvalidState
+from ..errors import InvalidState, closed_error
 from ..protocol.connection import Connection as Core, Side, State
 from ..protocol.events import CloseReceived, Message, Ping, Pong
 from ..protocol.frames import CloseCode
@@ -136,7 +136,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def buffered_amount(self) -> int:
         """Bytes handed to the transport and not yet written to the socket."""
         transport = self.transport
-        if transport is None or transport.is_closing() and self._transport_closed:
+        if transport is None or self._transport_closed:
             return 0
         return transport.get_write_buffer_size()
 
@@ -458,8 +458,6 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def closed_exception(self) -> Exception:
         """The :class:`~fullduplex.errors.ConnectionClosed` describing this connection."""
-        from ..errors import closed_error
-
         core = self.core
         if core is None:
             return closed_error(CloseCode.ABNORMAL_CLOSURE)
