@@ -13,7 +13,7 @@ from typing import Any
 from .connection import Connection
 from .errors import ConnectionClosed
 from .io.protocol import WebSocketProtocol
-from .io.server import ServerProtocol
+from .io.server import ProcessRequest, ProcessResponse, SelectSubprotocol, ServerProtocol
 from .protocol.connection import State
 from .protocol.frames import CloseCode
 
@@ -37,10 +37,12 @@ class Server:
         *,
         max_queue: int | None = 32,
         close_timeout: float = 10,
+        max_connections: int | None = None,
         **protocol_options: Any,
     ) -> None:
         self.handler = handler
         self.max_queue = max_queue
+        self.max_connections = max_connections
         self.close_timeout = close_timeout
         self.protocol_options = protocol_options
         self.connections: set[Connection] = set()
@@ -83,6 +85,10 @@ class Server:
         )
         self._protocols.add(proto)
         return proto
+
+    def _at_capacity(self) -> bool:
+        # The protocol asking is already counted in _protocols.
+        return len(self._protocols) > self.max_connections  # type: ignore[operator]
 
     def _on_open(self, proto: ServerProtocol) -> Connection:
         conn = Connection(max_queue=self.max_queue)
@@ -239,6 +245,16 @@ def serve(
     close_timeout: float = 10,
     open_timeout: float | None = 10,
     write_limit: int = 64 * 1024,
+    max_unsent: int | None = 16 * 2**20,
+    max_connections: int | None = None,
+    process_request: ProcessRequest | None = None,
+    process_response: ProcessResponse | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
+    origins: Sequence[str | None] | None = None,
+    hosts: Sequence[str] | None = None,
+    max_request_line: int = 8192,
+    max_header_size: int = 8192,
+    max_headers: int = 128,
     ssl: ssl_module.SSLContext | None = None,
     sock: socket.socket | None = None,
     **create_server_options: Any,
@@ -262,6 +278,20 @@ def serve(
         close_timeout: seconds allowed for a closing handshake.
         open_timeout: seconds allowed for the opening handshake.
         write_limit: write-buffer high-water mark; ``send`` waits above it.
+        max_unsent: bytes a connection may have waiting to be written before it is
+            dropped with 1008 (a client that stops reading); ``None``: no cap.
+        max_connections: connections served at once; more get HTTP 503 with
+            ``Retry-After`` (``None``: no limit).
+        process_request: ``hook(conn, request)`` answering a request itself by
+            returning a :class:`~fullduplex.http.Response` (static files, 401,
+            redirects), or ``None`` to go on; plain or ``async``.
+        process_response: ``hook(conn, request, response)`` adding headers to the
+            101 response, or returning another response to send instead.
+        select_subprotocol: ``hook(conn, offered)`` choosing the subprotocol.
+        origins: accepted ``Origin`` values (``None`` entry: no Origin); else 403.
+        hosts: accepted ``Host`` values; else 400.
+        max_request_line, max_header_size, max_headers: request head limits
+            (414 and 431 beyond).
         ssl: a server-side :class:`ssl.SSLContext` to serve ``wss://``.
         sock: an already bound socket to serve on instead of ``host``/``port``.
     """
@@ -276,5 +306,15 @@ def serve(
         ping_timeout=ping_timeout,
         open_timeout=open_timeout,
         write_limit=write_limit,
+        max_unsent=max_unsent,
+        max_connections=max_connections,
+        process_request=process_request,
+        process_response=process_response,
+        select_subprotocol=select_subprotocol,
+        origins=origins,
+        hosts=hosts,
+        max_request_line=max_request_line,
+        max_header_size=max_header_size,
+        max_headers=max_headers,
     )
     return _Serve(server, (host, port), {"ssl": ssl, "sock": sock, **create_server_options})

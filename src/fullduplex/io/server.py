@@ -1,12 +1,22 @@
-"""Server side of the asyncio adapter: the opening handshake, then the shared protocol."""
+"""Server side of the asyncio adapter: the opening handshake, then the shared protocol.
+
+A request goes through, in order: the connection limit (503), the ``Host`` allow
+list (400), the ``process_request`` hook (which may answer it, e.g. a static file,
+401 or a redirect), the RFC 6455 checks (426 for a request that is not an
+upgrade), the ``Origin`` allow list (403), subprotocol selection, and the
+``process_response`` hook; then ``101 Switching Protocols``.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import InvalidRequest
 from ..protocol.connection import Side
+from ..protocol.frames import CloseCode
 from ..protocol.handshake import (
     Headers,
     HTTPReader,
@@ -14,6 +24,7 @@ from ..protocol.handshake import (
     Response,
     accept_key,
     build_error_response,
+    build_http_response,
     build_response,
     check_request,
     parse_subprotocols,
@@ -25,6 +36,10 @@ __all__ = ["ServerProtocol"]
 
 logger = logging.getLogger("fullduplex.server")
 
+ProcessRequest = Callable[[Any, Request], Any]
+ProcessResponse = Callable[[Any, Request, Response], Any]
+SelectSubprotocol = Callable[[Any, Sequence[str]], "str | None"]
+
 
 class ServerProtocol(WebSocketProtocol):
     """Accepts one client: reads its upgrade request, answers 101, then runs.
@@ -33,9 +48,23 @@ class ServerProtocol(WebSocketProtocol):
         on_open: called after the 101 response is written, before any frame is
             read; returns the listener that receives this connection's events.
         subprotocols: the subprotocols this server speaks, in order of preference.
-        max_request_line: longest request line accepted (414 beyond).
-        max_header_size: longest header line accepted (431 beyond).
-        max_headers: most header lines accepted (431 beyond).
+        process_request: ``hook(conn, request)`` returning a
+            :class:`~fullduplex.protocol.handshake.Response` to answer the request
+            itself, or ``None`` to go on; may be a coroutine function.
+        process_response: ``hook(conn, request, response)`` called with the 101
+            response before it is sent; may edit ``response.headers`` or return
+            another response to send instead.
+        select_subprotocol: ``hook(conn, offered)`` returning the subprotocol to
+            use or ``None``; replaces the default choice from ``subprotocols``.
+        origins: accepted ``Origin`` values (``None`` in the list accepts requests
+            without one); anything else gets 403. ``None``: no check.
+        hosts: accepted ``Host`` values (``"name"`` or ``"name:port"``); others get
+            400. ``None``: no check.
+        at_capacity: returns true when the server takes no more connections; the
+            request then gets 503 with ``Retry-After``.
+        max_unsent: most bytes waiting in the write buffer before a peer that
+            stops reading is dropped with 1008 (``None``: no cap).
+        max_request_line, max_header_size, max_headers: request head limits.
         **kwargs: passed to :class:`~fullduplex.io.protocol.WebSocketProtocol`.
     """
 
@@ -44,47 +73,129 @@ class ServerProtocol(WebSocketProtocol):
         on_open: Callable[[ServerProtocol], Listener],
         *,
         subprotocols: Sequence[str] | None = None,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
+        origins: Sequence[str | None] | None = None,
+        hosts: Sequence[str] | None = None,
+        at_capacity: Callable[[], bool] | None = None,
+        max_unsent: int | None = 16 * 2**20,
         max_request_line: int = 8192,
         max_header_size: int = 8192,
         max_headers: int = 128,
         on_lost: Callable[[ServerProtocol], None] | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(Side.SERVER, **kwargs)  # type: ignore[arg-type]
+        super().__init__(Side.SERVER, **kwargs)
         self._on_open = on_open
         self._on_lost = on_lost
         self.subprotocols = list(subprotocols or ())
+        self._process_request = process_request
+        self._process_response = process_response
+        self._select_subprotocol = select_subprotocol
+        self._origins = None if origins is None else set(origins)
+        self._hosts = None if hosts is None else {h.lower() for h in hosts}
+        self._at_capacity = at_capacity
+        self.max_unsent = max_unsent
         self._reader: HTTPReader | None = HTTPReader(
             "request",
             max_line=max_request_line,
             max_header_size=max_header_size,
             max_headers=max_headers,
         )
+        self._leftover = b""
         self.request: Request | None = None
         self.response: Response | None = None
+        self.username: str | None = None
+
+    # -------------------------------------------------------------- handshake
 
     def handshake_data(self, data: bytes) -> None:
         reader = self._reader
         if reader is None:
-            return  # rejected; waiting for the transport to close
+            return  # answered or refused; waiting for the hook or the close
         try:
             request = reader.feed(data)
-            if request is None:
-                return
-            assert isinstance(request, Request)
-            self.request = request
-            key = check_request(request)
-            try:
-                offered = parse_subprotocols(request.headers.get_all("Sec-WebSocket-Protocol"))
-            except ValueError as exc:
-                raise InvalidRequest(f"invalid Sec-WebSocket-Protocol: {exc}", 400) from None
         except InvalidRequest as exc:
             self.reject(exc.status, exc.message, exc.headers)
             return
+        if request is None:
+            return
+        assert isinstance(request, Request)
         self._reader = None
-        subprotocol = select_subprotocol(offered, self.subprotocols) if offered else None
-        self.subprotocol = subprotocol
-        response = build_response(key, subprotocol=subprotocol)
+        self._leftover = reader.leftover
+        self.request = request
+        if self._at_capacity is not None and self._at_capacity():
+            self.reject(503, "The server is at capacity; try again later.", [("Retry-After", "5")])
+            return
+        if self._hosts is not None and not self._host_allowed(request):
+            self.reject(400, "Unknown host.")
+            return
+        if self._process_request is None:
+            self._continue(None)
+            return
+        try:
+            answer = self._process_request(self, request)
+        except Exception:
+            logger.exception("process_request failed")
+            self.reject(500, "Internal server error.")
+            return
+        if inspect.isawaitable(answer):
+            # Hold further bytes (early frames) in the transport until the hook ends.
+            self.pause_reading()
+            task = self.loop.create_task(_await(answer))
+            task.add_done_callback(self._hook_done)
+        else:
+            self._continue(answer)
+
+    def _hook_done(self, task: Any) -> None:
+        if self._transport_closed:
+            return
+        if task.cancelled():
+            self.abort()
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("process_request failed", exc_info=exc)
+            self.reject(500, "Internal server error.")
+            return
+        self.resume_reading()
+        self._continue(task.result())
+
+    def _host_allowed(self, request: Request) -> bool:
+        host = (request.headers.get("Host") or "").lower()
+        if host in self._hosts:  # type: ignore[operator]
+            return True
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name in self._hosts  # type: ignore[operator]
+
+    def _continue(self, answer: Response | None) -> None:
+        if self._transport_closed:
+            return
+        request = self.request
+        assert request is not None and self.transport is not None
+        if answer is not None:
+            self.send_http(answer)
+            return
+        try:
+            key = check_request(request)
+            if self._origins is not None and request.headers.get("Origin") not in self._origins:
+                raise InvalidRequest("Origin not allowed.", 403)
+            try:
+                offered = parse_subprotocols(request.headers.get_all("Sec-WebSocket-Protocol"))
+            except ValueError as exc:
+                raise InvalidRequest(f"Invalid Sec-WebSocket-Protocol: {exc}", 400) from None
+        except InvalidRequest as exc:
+            self.reject(exc.status, exc.message, exc.headers)
+            return
+        if self._select_subprotocol is not None:
+            subprotocol = self._select_subprotocol(self, offered) if offered else None
+            if subprotocol is not None and subprotocol not in offered:
+                logger.error("select_subprotocol returned %r, not offered", subprotocol)
+                self.reject(500, "Internal server error.")
+                return
+        else:
+            subprotocol = select_subprotocol(offered, self.subprotocols) if offered else None
         headers = Headers(
             [
                 ("Upgrade", "websocket"),
@@ -94,11 +205,50 @@ class ServerProtocol(WebSocketProtocol):
         )
         if subprotocol is not None:
             headers.add("Sec-WebSocket-Protocol", subprotocol)
-        self.response = Response(101, "Switching Protocols", headers)
-        assert self.transport is not None
-        self.transport.write(response)
+        response = Response(101, "Switching Protocols", headers)
+        if self._process_response is not None:
+            try:
+                replacement = self._process_response(self, request, response)
+            except Exception:
+                logger.exception("process_response failed")
+                self.reject(500, "Internal server error.")
+                return
+            if replacement is not None and replacement is not response:
+                self.send_http(replacement)
+                return
+        extra = [
+            (name, value)
+            for name, value in response.headers.items()
+            if name.lower()
+            not in ("upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol")
+        ]
+        self.subprotocol = subprotocol
+        self.response = response
+        self.transport.write(build_response(key, subprotocol=subprotocol, extra_headers=extra))
         self.listener = self._on_open(self)
-        self.start(reader.leftover)
+        leftover, self._leftover = self._leftover, b""
+        self.start(leftover)
+
+    def send_http(self, response: Response) -> None:
+        """Answer the request with a plain HTTP response and close the connection."""
+        self._reader = None
+        assert self.transport is not None
+        headers = [
+            (k, v)
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding", "connection")
+        ]
+        try:
+            data = build_http_response(response.status, response.body, headers)
+        except ValueError:
+            logger.exception("invalid HTTP response from a hook")
+            data = build_error_response(500, "Internal server error.")
+        else:
+            if self.request is not None and self.request.method == "HEAD" and response.body:
+                # A HEAD answer has the headers of the GET answer, without its body.
+                data = data[: len(data) - len(response.body)]
+        self.transport.write(data)
+        self._close_transport()
 
     def reject(self, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Answer the handshake with an HTTP error and close the connection."""
@@ -116,7 +266,29 @@ class ServerProtocol(WebSocketProtocol):
         self._reader = None
         self.abort()
 
+    # ------------------------------------------------------------ while open
+
+    def _flush(self) -> None:
+        super()._flush()
+        # A peer that does not read must not make us buffer without bound (the
+        # asyncio API waits in send(); callbacks and broadcasts do not).
+        if (
+            self.max_unsent is not None
+            and self.transport is not None
+            and not self._transport_closed
+            and self.transport.get_write_buffer_size() > self.max_unsent
+            and self.core is not None
+            and self.core.failure is None
+            and not self.core.eof_wanted
+        ):
+            logger.info("dropping %s: over %d bytes unsent", self.remote_address, self.max_unsent)
+            self.fail(CloseCode.POLICY_VIOLATION, "too much unsent data")
+
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         if self._on_lost is not None:
             self._on_lost(self)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
