@@ -20,7 +20,9 @@ States (both roles)::
 asynchronously) and calls :meth:`ServerSession.accept` (CONNECTED is sent) or
 :meth:`ServerSession.reject` (ERROR, then close). Frames pipelined behind CONNECT stay
 in the parser until then, so they are read with the negotiated version's escaping.
-DISCONNECT answers its receipt and closes; the server has no DISCONNECTING.
+DISCONNECT moves to DISCONNECTING: no more frames are read nor MESSAGEs delivered, but
+receipts still go out, so that the layer above can finish the events before it, answer
+the DISCONNECT's own receipt last, and then call :meth:`~StompSession.close`.
 
 *Client*: :meth:`ClientSession.connect` sends CONNECT (CONNECTING); CONNECTED moves to
 CONNECTED; :meth:`ClientSession.disconnect` with a receipt waits in DISCONNECTING for the
@@ -31,9 +33,10 @@ needs in each version is ``_REQUIRED``. A server answers every protocol violatio
 an ERROR frame (``message`` header, explanation in the body, ``receipt-id`` if the bad
 frame asked for a receipt) and closes; a client just closes.
 
-Receipts for frames the layer above handles (SEND, SUBSCRIBE, ...) are its job: each
-event carries ``receipt``, and :meth:`ServerSession.send_receipt` answers it once the
-frame has really been processed. Only DISCONNECT is answered by the session itself.
+Receipts are the job of the layer above, DISCONNECT's included: each event carries
+``receipt``, and :meth:`ServerSession.send_receipt` answers it once the frame has really
+been processed. The session cannot do it: it turns a whole chunk of frames into events
+before the layer above has handled the first one.
 
 Heart-beating
 -------------
@@ -216,7 +219,11 @@ class Abort:
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    """Server side: the client sent DISCONNECT (its receipt is already answered)."""
+    """Server side: the client sent DISCONNECT.
+
+    Handle the events before it, answer ``receipt`` with ``send_receipt()``, then call
+    ``close()``.
+    """
 
     receipt: str | None = None
 
@@ -492,6 +499,14 @@ class StompSession:
         if self.state is not State.CLOSED:
             self._close("connection closed by peer")
 
+    def close(self, reason: str = "closed") -> None:
+        """Close from this side without an error (after a DISCONNECT, on a timeout...).
+
+        Emits :class:`Close`; idempotent.
+        """
+        if self.state is not State.CLOSED:
+            self._close(reason)
+
     def events_received(self) -> list[Event]:
         """Return and forget the events produced since the last call."""
         events, self._events = self._events, []
@@ -664,8 +679,11 @@ class ServerSession(StompSession):
         self._fail(StompProtocolError(message, description, code="STOMP_CONNECT_REJECTED"))
 
     def send_receipt(self, receipt_id: str) -> None:
-        """Answer a frame's ``receipt`` header once the frame has been processed."""
-        if self.state is State.CONNECTED:
+        """Answer a frame's ``receipt`` header once the frame has been processed.
+
+        Allowed while connected and after DISCONNECT, ignored otherwise.
+        """
+        if self.state in (State.CONNECTED, State.DISCONNECTING):
             self._queue(Frame("RECEIPT", [("receipt-id", receipt_id)]))
 
     def send_error(self, error: StompError, receipt: str | None = None) -> None:
@@ -803,13 +821,8 @@ class ServerSession(StompSession):
         self._events.append(Abort(frame.get("transaction") or "", frame.get("receipt")))
 
     def _on_disconnect(self, frame: Frame) -> None:
-        receipt = frame.get("receipt")
-        # Every earlier frame has been turned into an event, and the layer above
-        # handles events in order: the receipt can go out now.
-        if receipt is not None:
-            self.send_receipt(receipt)
-        self._events.append(Disconnect(receipt))
-        self._close("client disconnected")
+        self.state = State.DISCONNECTING
+        self._events.append(Disconnect(frame.get("receipt")))
 
 
 class ClientSession(StompSession):
