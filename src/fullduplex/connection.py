@@ -60,7 +60,13 @@ class Connection:
         if self.max_queue is not None and len(self._queue) >= self.max_queue:
             ws.pause_reading()
 
+    def on_closing(self, ws: WebSocketProtocol) -> None:
+        self._wake()
+
     def on_close(self, ws: WebSocketProtocol, code: int, reason: str, was_clean: bool) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -118,8 +124,11 @@ class Connection:
         proto = self._proto()
         while not self._queue:
             core = proto.core
-            if proto.state is State.CLOSED or (core is not None and core.close_rcvd is not None):
-                await self._wait_closed(proto)
+            if proto.state is State.CLOSED:
+                raise proto.closed_exception()
+            if core is not None and core.input_done:
+                # Nothing more can come (close frame received, or the connection
+                # failed): say so now, not once the TCP connection is gone.
                 raise proto.closed_exception()
             if self._waiter is not None:
                 raise InvalidState("another coroutine is already waiting in recv()")
@@ -203,7 +212,10 @@ class Connection:
 
     async def _check_sendable(self, proto: WebSocketProtocol) -> None:
         if proto.state is not State.OPEN:
-            await self._wait_closed(proto)
+            core = proto.core
+            if core is None or not core.input_done:
+                # We sent a close frame: the peer's answer tells how it ended.
+                await self._wait_closed(proto)
             raise proto.closed_exception()
 
     async def ping(self, data: bytes | str | None = None, timeout: float | None = None) -> float:

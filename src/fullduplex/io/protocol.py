@@ -44,6 +44,9 @@ class Listener(Protocol):
     def on_message(self, ws: WebSocketProtocol, data: str | bytes) -> None:
         """A whole message arrived: ``str`` for text, ``bytes`` for binary."""
 
+    def on_closing(self, ws: WebSocketProtocol) -> None:
+        """No more messages will come: a close frame arrived or the connection failed."""
+
     def on_close(self, ws: WebSocketProtocol, code: int, reason: str, was_clean: bool) -> None:
         """The connection is CLOSED; ``code`` is the peer's code (1006 if dropped)."""
 
@@ -107,6 +110,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._transport_closed = False
+        self._closing_notified = False
+        self._failure_logged = False
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
     # ------------------------------------------------------------ public state
@@ -265,7 +270,7 @@ class WebSocketProtocol(asyncio.Protocol):
         out = core.data_to_send()
         if out and transport is not None and not self._transport_closed:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if core.failure is not None and not getattr(self, "_failure_logged", False):
+        if core.failure is not None and not self._failure_logged:
             self._failure_logged = True
             logger.info(
                 "failing connection from %s: %s (close %d)",
@@ -273,6 +278,14 @@ class WebSocketProtocol(asyncio.Protocol):
                 core.failure,
                 core.failure.close_code,
             )
+        if core.input_done and not self._closing_notified:
+            self._closing_notified = True
+            on_closing = getattr(self.listener, "on_closing", None)
+            if on_closing is not None:
+                try:
+                    on_closing(self)
+                except Exception:
+                    logger.exception("error in closing callback")
         if core.eof_wanted:
             self._close_transport()
         elif core.close_expected():
@@ -468,7 +481,7 @@ class WebSocketProtocol(asyncio.Protocol):
         return closed_error(
             code,
             core.close_reason or "",
-            was_clean=core.was_clean and core.state is State.CLOSED,
+            was_clean=core.was_clean,
             sent_code=sent[0] if sent else None,
             sent_reason=sent[1] if sent else "",
         )

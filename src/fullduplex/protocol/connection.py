@@ -172,6 +172,11 @@ class Connection:
         return "" if self.state is State.CLOSED else None
 
     @property
+    def input_done(self) -> bool:
+        """Whether no more events can come: close received, connection failed or closed."""
+        return self._discard
+
+    @property
     def was_clean(self) -> bool:
         """Whether both close frames were exchanged (meaningful once CLOSED)."""
         return self.close_sent is not None and self.close_rcvd is not None
