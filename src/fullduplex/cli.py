@@ -7,13 +7,17 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from .connection import Connection
 from .server import serve
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
+
+T = TypeVar("T")
 
 
 def _size(text: str) -> int | None:
@@ -52,10 +56,48 @@ async def _run_until_signal(server_cm: object, banner: str) -> None:
         logging.getLogger("fullduplex").info("shutting down")
 
 
-def _cmd_echo(args: argparse.Namespace) -> int:
-    cm = serve(echo_handler, args.host, args.port, max_size=args.max_size)
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)  # type: ignore[no-any-return]
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context from PEM files, or ``None`` when no certificate is given."""
+    if cert is None:
+        if key is not None:
+            raise SystemExit("fullduplex: --tls-key needs --tls-cert")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def add_listen_options(parser: argparse.ArgumentParser, port: int) -> None:
+    """Options shared by the commands that serve."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=port, help=f"port to listen on ({port}; 0: any free port)"
+    )
+    parser.add_argument(
+        "--tls-cert", metavar="PEM", help="serve wss:// with this certificate chain"
+    )
+    parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (if separate)")
+
+
+def listen_url(args: argparse.Namespace, context: ssl.SSLContext | None) -> str:
+    """The banner URL template (``{port}`` is filled in once listening)."""
     host = f"[{args.host}]" if ":" in args.host else args.host
-    asyncio.run(_run_until_signal(cm, f"listening on ws://{host}:{{port}}"))
+    return f"listening on {'wss' if context else 'ws'}://{host}:{{port}}"
+
+
+def _cmd_echo(args: argparse.Namespace) -> int:
+    context = tls_context(args.tls_cert, args.tls_key)
+    cm = serve(echo_handler, args.host, args.port, max_size=args.max_size, ssl=context)
+    run(_run_until_signal(cm, listen_url(args, context)))
     return 0
 
 
@@ -73,8 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a WebSocket echo server: every message comes back with its "
         "type, on any path. Ctrl-C shuts down gracefully (close 1001 to clients).",
     )
-    echo.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    echo.add_argument("--port", type=int, default=9001, help="port to listen on (9001; 0: any)")
+    add_listen_options(echo, 9001)
     echo.add_argument(
         "--max-size",
         type=_size,

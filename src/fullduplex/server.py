@@ -61,12 +61,17 @@ class Server:
         *,
         sock: socket.socket | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        unix: str | None = None,
         **create_server_options: Any,
     ) -> Server:
         """Start listening; ``port=0`` picks a free port (see :attr:`port`)."""
         loop = asyncio.get_running_loop()
         self._closed = loop.create_future()
-        if sock is not None:
+        if unix is not None:
+            self._server = await loop.create_unix_server(
+                self._make_protocol, unix, sock=sock, ssl=ssl, **create_server_options
+            )
+        elif sock is not None:
             self._server = await loop.create_server(
                 self._make_protocol, sock=sock, ssl=ssl, **create_server_options
             )
@@ -135,8 +140,11 @@ class Server:
 
     @property
     def port(self) -> int:
-        """The port of the first listening socket."""
-        return int(self.sockets[0].getsockname()[1])
+        """The port of the first listening TCP socket."""
+        for sock in self.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                return int(sock.getsockname()[1])
+        raise ValueError("the server does not listen on TCP")
 
     async def serve_forever(self) -> None:
         """Serve until :meth:`close` is called (or the task is cancelled)."""
@@ -257,6 +265,7 @@ def serve(
     max_headers: int = 128,
     ssl: ssl_module.SSLContext | None = None,
     sock: socket.socket | None = None,
+    unix: str | None = None,
     **create_server_options: Any,
 ) -> _Serve:
     """Serve WebSocket connections, running ``await handler(conn)`` for each.
@@ -294,6 +303,7 @@ def serve(
             (414 and 431 beyond).
         ssl: a server-side :class:`ssl.SSLContext` to serve ``wss://``.
         sock: an already bound socket to serve on instead of ``host``/``port``.
+        unix: path of a Unix domain socket to listen on instead of TCP.
     """
     server = Server(
         handler,
@@ -317,4 +327,6 @@ def serve(
         max_header_size=max_header_size,
         max_headers=max_headers,
     )
-    return _Serve(server, (host, port), {"ssl": ssl, "sock": sock, **create_server_options})
+    return _Serve(
+        server, (host, port), {"ssl": ssl, "sock": sock, "unix": unix, **create_server_options}
+    )

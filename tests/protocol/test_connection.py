@@ -926,11 +926,18 @@ def test_send_close_reason_length(side: Side) -> None:
 
 
 @SIDES
-@pytest.mark.parametrize("code", [1000, 1012, 1013, 1014, 3000, 4999])
+@pytest.mark.parametrize("code", [1000, 1001, 1011, 3000, 4999])
 def test_send_close_codes(side: Side, code: int) -> None:
     conn = make(side)
     conn.send_close(code)
     assert unkeyed(sent(conn)) == [close_frame(code)]
+
+
+@SIDES
+@pytest.mark.parametrize("code", [1012, 1013, 1014])
+def test_codes_a_strict_peer_refuses_are_never_sent(side: Side, code: int) -> None:
+    with pytest.raises(ValueError):
+        make(side).send_close(code)
 
 
 @SIDES

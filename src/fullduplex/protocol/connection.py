@@ -94,6 +94,8 @@ class Connection:
         max_fragments: int | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        if max_fragments is not None and max_fragments < 1:
+            raise ValueError("max_fragments must be at least 1")
         self.side = side
         self.state = State.OPEN
         self.max_size = max_size
@@ -218,8 +220,8 @@ class Connection:
             InvalidState: a close frame was already sent.
         """
         payload = encode_close(code, reason)
-        if self.close_sent is not None or self.state is State.CLOSED:
-            raise InvalidState("the close frame was already sent")
+        if self.state is not State.OPEN:
+            raise InvalidState("the connection is already closing")
         self._write_frame(_CLOSE, payload, True)
         self.close_sent = (code, reason)
         self.state = State.CLOSING

@@ -88,12 +88,12 @@ def close_code_receivable(code: int) -> bool:
 
 
 def close_code_sendable(code: int) -> bool:
-    """Whether this endpoint may send ``code``: the receivable ones plus 1012–1014.
+    """Whether this endpoint may send ``code``: exactly the codes it accepts.
 
-    1012 (service restart), 1013 (try again later) and 1014 (bad gateway) are in the
-    IANA registry and useful to servers, so we allow ourselves to send them.
+    1012–1014 are in the IANA registry but not in RFC 6455, and strict peers
+    (fullduplex among them) fail a connection that uses them, so we never send them.
     """
-    return close_code_receivable(code) or 1012 <= code <= 1014
+    return close_code_receivable(code)
 
 
 def encode_header(
