@@ -20,7 +20,7 @@ from .errors import (
     UnsupportedData,
 )
 from .protocol import CloseCode, Opcode, State
-from .server import Server, serve
+from .server import Server, broadcast, serve
 
 __all__ = [
     "CloseCode",
@@ -43,6 +43,7 @@ __all__ = [
     "Server",
     "State",
     "UnsupportedData",
+    "broadcast",
     "connect",
     "serve",
 ]

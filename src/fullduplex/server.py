@@ -6,18 +6,18 @@ import asyncio
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 from .connection import Connection
-from .errors import ConnectionClosed
+from .errors import ConnectionClosed, InvalidState
 from .io.protocol import WebSocketProtocol
 from .io.server import ProcessRequest, ProcessResponse, SelectSubprotocol, ServerProtocol
 from .protocol.connection import State
 from .protocol.frames import CloseCode
 
-__all__ = ["Server", "serve"]
+__all__ = ["Server", "broadcast", "serve"]
 
 logger = logging.getLogger("fullduplex.server")
 
@@ -330,3 +330,37 @@ def serve(
     return _Serve(
         server, (host, port), {"ssl": ssl, "sock": sock, "unix": unix, **create_server_options}
     )
+
+
+def broadcast(
+    connections: Iterable[Connection | WebSocketProtocol],
+    message: str | bytes,
+    *,
+    skip_congested: bool = True,
+) -> int:
+    """Send ``message`` to every open connection; return how many it was queued for.
+
+    The frame is encoded once and the same bytes are handed to each transport, with
+    no task or coroutine per recipient. With ``skip_congested`` (the default) a
+    connection whose write buffer is above its ``write_limit`` misses the message
+    instead of growing memory or slowing the others; connections past their
+    ``max_unsent`` cap are dropped with 1008 by the server anyway.
+
+    Works for server-side connections only (client frames must be masked one by one).
+    """
+    frame: bytes | None = None
+    sent = 0
+    for item in connections:
+        proto = item.protocol if isinstance(item, Connection) else item
+        if proto is None or proto.core is None or proto.core.state is not State.OPEN:
+            continue
+        if skip_congested and proto.write_paused:
+            continue
+        if frame is None:
+            frame = proto.core.prepare_frame(message)
+        try:
+            proto.send_prepared(frame)
+        except InvalidState:
+            continue  # e.g. a fragmented message is being sent on this connection
+        sent += 1
+    return sent
