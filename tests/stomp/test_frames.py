@@ -467,7 +467,7 @@ def _with_length(frame: Frame) -> Frame:
     return Frame(frame.command, frame.headers + extra, frame.body)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(frames_for_a_version())
 def test_any_frame_round_trips(case: tuple[str, Frame]) -> None:
     version, frame = case
@@ -477,7 +477,7 @@ def test_any_frame_round_trips(case: tuple[str, Frame]) -> None:
     assert encode(_with_length(frame), version) == wire
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(frames_for_a_version(), min_size=1, max_size=5),
     st.lists(st.integers(min_value=0, max_value=2000), max_size=12),

@@ -167,6 +167,7 @@ def test_connect_request_and_connected_frame() -> None:
     )
     server.receive_data(data, 1.0)
     (request,) = server.events_received()
+    assert isinstance(request, ConnectRequest)
     assert request == ConnectRequest(
         version="1.2",
         host="vh",
@@ -179,7 +180,7 @@ def test_connect_request_and_connected_frame() -> None:
     assert server.data_to_send() == []
     assert server.tick(1.0) is None
     server.accept("sess-7", 1.0, headers=[("x-extra", "1")])
-    assert server.state is State.CONNECTED
+    assert server.state.name == "CONNECTED"  # mypy keeps the narrowed state
     assert (server.host, server.login, server.session_id) == ("vh", "bob", "sess-7")
     (connected,) = frames_out(server)
     assert connected.headers == [

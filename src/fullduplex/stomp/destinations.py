@@ -269,9 +269,12 @@ class Router:
         """Say whether a session's outgoing buffer is over its high-water mark.
 
         While congested it gets no topic messages (dropped and counted) and no new
-        queue messages; clearing the flag resumes queue delivery at once.
+        queue messages; clearing the flag resumes queue delivery at once. Sessions the
+        engine does not know (already disconnected) are ignored.
         """
-        client = self._client(subscriber)
+        client = self._clients.get(subscriber)
+        if client is None:
+            return
         client.congested = congested
         if not congested:
             for sub in list(client.subscriptions.values()):
