@@ -492,6 +492,18 @@ def test_publishing_from_inside_deliver_keeps_order() -> None:
     assert consumer.bodies() == [b"1", b"echo"]
 
 
+def test_unsubscribed_from_inside_deliver_gets_nothing_more() -> None:
+    router = Router()
+    first, second, sender = sessions(router, 3)
+    router.subscribe(first, "0", "/topic/t")
+    router.subscribe(second, "0", "/topic/t", "client")
+    first.on_deliver = lambda: router.unsubscribe(second, "0")
+    publish(router, sender, "/topic/t", b"1")
+    assert first.bodies() == [b"1"]
+    assert second.received == []
+    assert router.unacked(second) == 0
+
+
 # -- virtual hosts, backplane, errors ----------------------------------------------------
 
 

@@ -197,6 +197,7 @@ class _Subscription:
     unacked: OrderedDict[str, _Delivery] = field(default_factory=OrderedDict)
     by_message_id: dict[str, _Delivery] = field(default_factory=dict)
     dropped: int = 0
+    removed: bool = False
 
 
 def _counter(prefix: str) -> Callable[[], str]:
@@ -556,8 +557,10 @@ class Router:
                 self.stats.dropped_backlog += 1
             self._pump(queue)
             return
-        # Copy: a subscriber's deliver() may unsubscribe someone.
+        # Copy: a subscriber's deliver() may unsubscribe someone, who then gets nothing.
         for sub in list(host.topics.get(destination, ())):
+            if sub.removed:
+                continue
             if sub.client.congested:
                 sub.dropped += 1
                 self.stats.dropped_slow += 1
@@ -690,6 +693,7 @@ class Router:
         self.stats.redelivered += len(deliveries)
 
     def _remove(self, sub: _Subscription) -> None:
+        sub.removed = True
         client = sub.client
         del client.subscriptions[sub.id]
         for ack_id in sub.unacked:
