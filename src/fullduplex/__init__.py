@@ -1,5 +1,6 @@
 """fullduplex: a WebSocket toolkit for Python."""
 
+from .browser import Blob, CloseEvent, DOMException, Event, MessageEvent, WebSocket
 from .client import connect
 from .connection import Connection
 from .errors import (
@@ -23,11 +24,15 @@ from .protocol import CloseCode, Opcode, State
 from .server import Server, broadcast, serve
 
 __all__ = [
+    "Blob",
     "CloseCode",
+    "CloseEvent",
     "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DOMException",
+    "Event",
     "FullDuplexError",
     "HandshakeError",
     "InvalidRequest",
@@ -36,6 +41,7 @@ __all__ = [
     "InvalidStatus",
     "InvalidURI",
     "InvalidUTF8",
+    "MessageEvent",
     "MessageTooBig",
     "Opcode",
     "PolicyViolation",
@@ -43,6 +49,7 @@ __all__ = [
     "Server",
     "State",
     "UnsupportedData",
+    "WebSocket",
     "broadcast",
     "connect",
     "serve",
