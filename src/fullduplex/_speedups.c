@@ -1,0 +1,716 @@
+/*
+ * fullduplex._speedups: optional C versions of the receive and send hot paths.
+ *
+ * Every function here has a pure-Python twin with the same results, bit for bit:
+ *
+ *     apply_mask    protocol/mask.py           (RFC 6455 §5.3 masking)
+ *     mask_into     protocol/_accel_py.py      (the same, in place in a bytearray)
+ *     utf8_check    protocol/_accel_py.py      (incremental UTF-8 DFA, Unicode Table 3-7)
+ *     encode_frame  protocol/frames.py         (RFC 6455 §5.2 frame encoding)
+ *     scan          protocol/_accel_py.py      (whole single-frame data messages)
+ *
+ * protocol/_accel.py picks these or the twins; tests/protocol/test_speedups.py
+ * checks that both give the same answers, and fuzzing/ feeds them arbitrary input
+ * under AddressSanitizer.
+ *
+ * Plain C API, no third-party build dependency. Arguments are taken with the
+ * vectorcall convention (METH_FASTCALL | METH_KEYWORDS) because these functions run
+ * once per frame and argument parsing is a large part of the cost for small frames.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ arguments */
+
+/*
+ * Bind positional and keyword arguments to `out[0..ntotal)` by parameter name.
+ * The first `nreq` parameters are required; at most `npos` may be passed by
+ * position (the rest are keyword-only). Missing optional parameters are NULL.
+ * The references in `out` are borrowed.
+ */
+static int
+bind_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+          const char *const *names, Py_ssize_t npos, Py_ssize_t nreq, Py_ssize_t ntotal,
+          PyObject **out)
+{
+    Py_ssize_t i, j, nkw;
+
+    if (nargs > npos) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most %zd positional arguments (%zd given)",
+                     fname, npos, nargs);
+        return -1;
+    }
+    for (i = 0; i < ntotal; i++) {
+        out[i] = i < nargs ? args[i] : NULL;
+    }
+    nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        for (j = 0; j < ntotal; j++) {
+            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0) {
+                break;
+            }
+        }
+        if (j == ntotal) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%U'", fname, key);
+            return -1;
+        }
+        if (out[j] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got multiple values for argument '%s'", fname, names[j]);
+            return -1;
+        }
+        out[j] = args[nargs + i];
+    }
+    for (i = 0; i < nreq; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A masking key: any bytes-like object of exactly 4 bytes. */
+static int
+get_key(PyObject *obj, uint8_t key[4])
+{
+    Py_buffer view;
+
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (view.len != 4) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "mask key must be 4 bytes");
+        return -1;
+    }
+    memcpy(key, view.buf, 4);
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+/* An offset into the key stream: any int, used modulo 4 (like Python's `offset & 3`). */
+static int
+get_offset(PyObject *obj, unsigned int *offset)
+{
+    PyObject *index;
+    unsigned long long value;
+
+    if (obj == NULL) {
+        *offset = 0;
+        return 0;
+    }
+    index = PyNumber_Index(obj);
+    if (index == NULL) {
+        return -1;
+    }
+    /* Reduction modulo 2**64 keeps the two low bits of any int, negative ones too. */
+    value = PyLong_AsUnsignedLongLongMask(index);
+    Py_DECREF(index);
+    if (value == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *offset = (unsigned int)(value & 3);
+    return 0;
+}
+
+/* A position in a buffer: an int in [lo, hi], else ValueError. */
+static int
+get_position(PyObject *obj, const char *what, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t *out)
+{
+    PyObject *index;
+    Py_ssize_t value;
+
+    index = PyNumber_Index(obj);
+    if (index == NULL) {
+        return -1;
+    }
+    value = PyNumber_AsSsize_t(index, NULL); /* clamps instead of overflowing */
+    Py_DECREF(index);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value < lo || value > hi) {
+        PyErr_Format(PyExc_ValueError, "%s out of range", what);
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+/* -------------------------------------------------------------------- masking */
+
+/*
+ * dst[i] = src[i] ^ key[(i + offset) % 4] for i in [0, n). src and dst may be the
+ * same pointer (unmasking in place); they must not otherwise overlap.
+ *
+ * The bulk goes 8 bytes at a time with a 64-bit key; memcpy keeps the loads and
+ * stores legal at any alignment and compiles to plain moves. Because the 8-byte key
+ * is built from the rotated key in memory order, this works on either endianness.
+ */
+static void
+xor_mask(const uint8_t *src, uint8_t *dst, Py_ssize_t n, const uint8_t key[4],
+         unsigned int offset)
+{
+    uint8_t rotated[8];
+    uint64_t k64, w0, w1, w2, w3;
+    Py_ssize_t i = 0;
+
+    for (unsigned int j = 0; j < 8; j++) {
+        rotated[j] = key[(j + offset) & 3];
+    }
+    memcpy(&k64, rotated, 8);
+    for (; i + 32 <= n; i += 32) {
+        memcpy(&w0, src + i, 8);
+        memcpy(&w1, src + i + 8, 8);
+        memcpy(&w2, src + i + 16, 8);
+        memcpy(&w3, src + i + 24, 8);
+        w0 ^= k64;
+        w1 ^= k64;
+        w2 ^= k64;
+        w3 ^= k64;
+        memcpy(dst + i, &w0, 8);
+        memcpy(dst + i + 8, &w1, 8);
+        memcpy(dst + i + 16, &w2, 8);
+        memcpy(dst + i + 24, &w3, 8);
+    }
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w0, src + i, 8);
+        w0 ^= k64;
+        memcpy(dst + i, &w0, 8);
+    }
+    /* i is a multiple of 8 here, so the key position is simply i & 3. */
+    for (; i < n; i++) {
+        dst[i] = src[i] ^ rotated[i & 3];
+    }
+}
+
+PyDoc_STRVAR(apply_mask_doc,
+"apply_mask(data, key, offset=0)\n--\n\n"
+"XOR data with the 4-byte key, starting at key position offset % 4.\n\n"
+"Masking and unmasking are the same operation; returns new bytes.");
+
+static PyObject *
+apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"data", "key", "offset"};
+    PyObject *argv[3];
+    Py_buffer data;
+    uint8_t key[4];
+    unsigned int offset;
+    PyObject *result;
+
+    (void)module;
+    if (bind_args("apply_mask", args, nargs, kwnames, names, 3, 2, 3, argv) < 0) {
+        return NULL;
+    }
+    if (get_key(argv[1], key) < 0 || get_offset(argv[2], &offset) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(argv[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    result = PyBytes_FromStringAndSize(NULL, data.len);
+    if (result != NULL) {
+        xor_mask((const uint8_t *)data.buf, (uint8_t *)PyBytes_AS_STRING(result), data.len,
+                 key, offset);
+    }
+    PyBuffer_Release(&data);
+    return result;
+}
+
+PyDoc_STRVAR(mask_into_doc,
+"mask_into(buffer, start, end, key, offset=0)\n--\n\n"
+"XOR buffer[start:end] in place with the 4-byte key, from key position offset % 4.\n\n"
+"buffer must be writable (a bytearray); 0 <= start <= end <= len(buffer).");
+
+static PyObject *
+mask_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"buffer", "start", "end", "key", "offset"};
+    PyObject *argv[5];
+    Py_buffer view;
+    Py_ssize_t start, end;
+    uint8_t key[4];
+    unsigned int offset;
+    uint8_t *p;
+
+    (void)module;
+    if (bind_args("mask_into", args, nargs, kwnames, names, 5, 4, 5, argv) < 0) {
+        return NULL;
+    }
+    if (get_key(argv[3], key) < 0 || get_offset(argv[4], &offset) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(argv[0], &view, PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    if (get_position(argv[1], "start", 0, view.len, &start) < 0
+        || get_position(argv[2], "end", start, view.len, &end) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    p = (uint8_t *)view.buf + start;
+    xor_mask(p, p, end - start, key, offset);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------------- UTF-8 */
+
+/*
+ * A DFA over Table 3-7 of the Unicode standard ("Well-Formed UTF-8 Byte
+ * Sequences"). The states, shared with the Python twin:
+ *
+ *   0  between characters
+ *   1  one more continuation byte (80..BF) wanted
+ *   2  two more, the next one 80..BF
+ *   3  three more, the next one 80..BF
+ *   4  after E0: next A0..BF (no overlong 3-byte forms), then one more
+ *   5  after ED: next 80..9F (no surrogates), then one more
+ *   6  after F0: next 90..BF (no overlong 4-byte forms), then two more
+ *   7  after F4: next 80..8F (nothing above U+10FFFF), then two more
+ *
+ * Only the byte right after the lead has a narrowed range, so these eight states
+ * are all the memory needed. A byte with no transition is "impossible": no
+ * continuation could make the input valid (RFC 6455 §8.1 fails the connection
+ * there, without waiting for the end of the message).
+ */
+#define UTF8_STATES 8
+#define UTF8_REJECT 0xFF
+
+static uint8_t utf8_next[UTF8_STATES][256];
+
+static void
+utf8_set(int state, int lo, int hi, uint8_t next)
+{
+    for (int b = lo; b <= hi; b++) {
+        utf8_next[state][b] = next;
+    }
+}
+
+static void
+utf8_init(void)
+{
+    memset(utf8_next, UTF8_REJECT, sizeof(utf8_next));
+    utf8_set(0, 0x00, 0x7F, 0);
+    utf8_set(0, 0xC2, 0xDF, 1);
+    utf8_set(0, 0xE0, 0xE0, 4);
+    utf8_set(0, 0xE1, 0xEC, 2);
+    utf8_set(0, 0xED, 0xED, 5);
+    utf8_set(0, 0xEE, 0xEF, 2);
+    utf8_set(0, 0xF0, 0xF0, 6);
+    utf8_set(0, 0xF1, 0xF3, 3);
+    utf8_set(0, 0xF4, 0xF4, 7);
+    utf8_set(1, 0x80, 0xBF, 0);
+    utf8_set(2, 0x80, 0xBF, 1);
+    utf8_set(3, 0x80, 0xBF, 2);
+    utf8_set(4, 0xA0, 0xBF, 1);
+    utf8_set(5, 0x80, 0x9F, 1);
+    utf8_set(6, 0x90, 0xBF, 2);
+    utf8_set(7, 0x80, 0x8F, 2);
+}
+
+#define HIGH_BITS 0x8080808080808080ULL
+
+/* Run the DFA over p[0..n) from `state`; the new state, or -1 at an impossible byte. */
+static int
+utf8_run(const uint8_t *p, Py_ssize_t n, int state)
+{
+    Py_ssize_t i = 0;
+    uint64_t w0, w1, w2, w3;
+
+    while (i < n) {
+        if (state == 0) {
+            /* Between characters, skip ASCII a word at a time. */
+            for (; i + 32 <= n; i += 32) {
+                memcpy(&w0, p + i, 8);
+                memcpy(&w1, p + i + 8, 8);
+                memcpy(&w2, p + i + 16, 8);
+                memcpy(&w3, p + i + 24, 8);
+                if ((w0 | w1 | w2 | w3) & HIGH_BITS) {
+                    break;
+                }
+            }
+            for (; i + 8 <= n; i += 8) {
+                memcpy(&w0, p + i, 8);
+                if (w0 & HIGH_BITS) {
+                    break;
+                }
+            }
+            while (i < n && p[i] < 0x80) {
+                i++;
+            }
+            if (i == n) {
+                break;
+            }
+        }
+        state = utf8_next[state][p[i]];
+        if (state == UTF8_REJECT) {
+            return -1;
+        }
+        i++;
+    }
+    return state;
+}
+
+PyDoc_STRVAR(utf8_check_doc,
+"utf8_check(data, state=0)\n--\n\n"
+"Validate the next piece of a UTF-8 stream.\n\n"
+"state is 0 at the start of a stream, or what the previous call returned.\n"
+"Returns the new state: 0 if data ends between characters, 1..7 if it ends\n"
+"inside a sequence that may still be completed, or -1 as soon as a byte\n"
+"appears that no continuation could make valid.");
+
+static PyObject *
+utf8_check(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"data", "state"};
+    PyObject *argv[2];
+    Py_buffer data;
+    long state = 0;
+    int result;
+
+    (void)module;
+    if (bind_args("utf8_check", args, nargs, kwnames, names, 2, 1, 2, argv) < 0) {
+        return NULL;
+    }
+    if (argv[1] != NULL) {
+        PyObject *index = PyNumber_Index(argv[1]);
+        int overflow;
+        if (index == NULL) {
+            return NULL;
+        }
+        state = PyLong_AsLongAndOverflow(index, &overflow);
+        Py_DECREF(index);
+        if (state == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow || state < 0 || state >= UTF8_STATES) {
+            PyErr_SetString(PyExc_ValueError, "state must be in range(8)");
+            return NULL;
+        }
+    }
+    if (PyObject_GetBuffer(argv[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    result = utf8_run((const uint8_t *)data.buf, data.len, (int)state);
+    PyBuffer_Release(&data);
+    return PyLong_FromLong(result);
+}
+
+/* --------------------------------------------------------------------- frames */
+
+/* Write a frame header at `out`; returns its length (2, 4 or 10). */
+static Py_ssize_t
+put_header(uint8_t *out, uint8_t b0, uint8_t mbit, uint64_t length)
+{
+    out[0] = b0;
+    if (length < 126) {
+        out[1] = mbit | (uint8_t)length;
+        return 2;
+    }
+    if (length < 0x10000) {
+        out[1] = mbit | 126;
+        out[2] = (uint8_t)(length >> 8);
+        out[3] = (uint8_t)length;
+        return 4;
+    }
+    out[1] = mbit | 127;
+    for (int i = 0; i < 8; i++) {
+        out[2 + i] = (uint8_t)(length >> (56 - 8 * i));
+    }
+    return 10;
+}
+
+PyDoc_STRVAR(encode_frame_doc,
+"encode_frame(opcode, payload=b'', *, fin=True, rsv1=False, mask_key=None)\n--\n\n"
+"Encode one frame: header, masking key if given, and the (masked) payload,\n"
+"in one allocation, with the minimal length encoding (RFC 6455 §5.2).");
+
+static PyObject *
+encode_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"opcode", "payload", "fin", "rsv1", "mask_key"};
+    PyObject *argv[5];
+    Py_buffer payload = {0};
+    int have_payload = 0, fin = 1, rsv1 = 0, masked = 0;
+    long opcode;
+    uint8_t key[4], header[14];
+    Py_ssize_t hlen, total;
+    PyObject *result = NULL;
+
+    (void)module;
+    if (bind_args("encode_frame", args, nargs, kwnames, names, 2, 1, 5, argv) < 0) {
+        return NULL;
+    }
+    opcode = PyLong_AsLong(argv[0]);
+    if (opcode == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (opcode < 0 || opcode > 15) {
+        PyErr_SetString(PyExc_ValueError, "opcode must be in range(16)");
+        return NULL;
+    }
+    if (argv[2] != NULL && (fin = PyObject_IsTrue(argv[2])) < 0) {
+        return NULL;
+    }
+    if (argv[3] != NULL && (rsv1 = PyObject_IsTrue(argv[3])) < 0) {
+        return NULL;
+    }
+    if (argv[4] != NULL && argv[4] != Py_None) {
+        if (get_key(argv[4], key) < 0) {
+            return NULL;
+        }
+        masked = 1;
+    }
+    if (argv[1] != NULL) {
+        if (PyObject_GetBuffer(argv[1], &payload, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        have_payload = 1;
+    }
+    hlen = put_header(header, (uint8_t)((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode),
+                      masked ? 0x80 : 0, (uint64_t)payload.len);
+    if (masked) {
+        memcpy(header + hlen, key, 4);
+        hlen += 4;
+    }
+    if (payload.len > PY_SSIZE_T_MAX - hlen) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    total = hlen + payload.len;
+    result = PyBytes_FromStringAndSize(NULL, total);
+    if (result == NULL) {
+        goto done;
+    }
+    {
+        uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
+        memcpy(out, header, (size_t)hlen);
+        if (payload.len == 0) {
+            /* nothing */
+        }
+        else if (masked) {
+            xor_mask((const uint8_t *)payload.buf, out + hlen, payload.len, key, 0);
+        }
+        else {
+            memcpy(out + hlen, payload.buf, (size_t)payload.len);
+        }
+    }
+done:
+    if (have_payload) {
+        PyBuffer_Release(&payload);
+    }
+    return result;
+}
+
+/* ------------------------------------------------------------------- scanning */
+
+PyDoc_STRVAR(scan_doc,
+"scan(buffer, pos, end, is_client, max_size)\n--\n\n"
+"Take whole single-frame data messages from buffer[pos:end].\n\n"
+"Parses frames while each one is complete, FIN set, RSV bits clear, opcode\n"
+"text or binary, masked exactly when is_client is false, its 64-bit length\n"
+"below 2**63, its length at most max_size (None: no limit), and, for text,\n"
+"valid UTF-8. Stops without consuming at the first frame that is anything else,\n"
+"leaving it to the caller. Returns (new_pos, messages): str for text, bytes for\n"
+"binary. Masked payloads may be unmasked in place in buffer[pos:new_pos];\n"
+"buffer[new_pos:] is left as it was. buffer must be writable (a bytearray).");
+
+static PyObject *
+scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"buffer", "pos", "end", "is_client", "max_size"};
+    PyObject *argv[5];
+    Py_buffer view;
+    Py_ssize_t pos, end;
+    int client, limited = 0, take_nothing = 0;
+    uint64_t max_size = 0;
+    const uint8_t *base;
+    PyObject *messages = NULL, *result;
+
+    (void)module;
+    if (bind_args("scan", args, nargs, kwnames, names, 5, 5, 5, argv) < 0) {
+        return NULL;
+    }
+    if ((client = PyObject_IsTrue(argv[3])) < 0) {
+        return NULL;
+    }
+    if (argv[4] != Py_None) {
+        PyObject *index = PyNumber_Index(argv[4]);
+        long long value;
+        int overflow;
+        if (index == NULL) {
+            return NULL;
+        }
+        value = PyLong_AsLongLongAndOverflow(index, &overflow);
+        Py_DECREF(index);
+        if (value == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow < 0 || (overflow == 0 && value < 0)) {
+            /* Every length is over a negative limit. */
+            take_nothing = 1;
+        }
+        else if (overflow == 0) {
+            limited = 1;
+            max_size = (uint64_t)value;
+        }
+        /* overflow > 0: a limit of 2**63 or more never binds (lengths are below it). */
+    }
+    if (PyObject_GetBuffer(argv[0], &view, PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    if (get_position(argv[1], "pos", 0, view.len, &pos) < 0
+        || get_position(argv[2], "end", pos, view.len, &end) < 0) {
+        goto error;
+    }
+    messages = PyList_New(0);
+    if (messages == NULL) {
+        goto error;
+    }
+    base = (const uint8_t *)view.buf;
+
+    while (!take_nothing && end - pos >= 2) {
+        const uint8_t *p = base + pos;
+        uint8_t b0 = p[0], b1 = p[1];
+        uint64_t length;
+        Py_ssize_t hlen = 2, start, n;
+        uint8_t key[4];
+        PyObject *message;
+
+        /* FIN set, RSV1-3 clear, opcode text (1) or binary (2). */
+        if (b0 != 0x81 && b0 != 0x82) {
+            break;
+        }
+        /* RFC 6455 §5.1: a server gets masked frames only, a client unmasked. */
+        if ((b1 & 0x80) != (client ? 0 : 0x80)) {
+            break;
+        }
+        length = b1 & 0x7F;
+        if (length == 126) {
+            if (end - pos < 4) {
+                break;
+            }
+            length = ((uint64_t)p[2] << 8) | p[3];
+            hlen = 4;
+        }
+        else if (length == 127) {
+            if (end - pos < 10) {
+                break;
+            }
+            length = 0;
+            for (int i = 0; i < 8; i++) {
+                length = (length << 8) | p[2 + i];
+            }
+            if (length >> 63) {
+                break;
+            }
+            hlen = 10;
+        }
+        if (limited && length > max_size) {
+            break;
+        }
+        if (!client) {
+            if (end - pos < hlen + 4) {
+                break;
+            }
+            memcpy(key, p + hlen, 4);
+            hlen += 4;
+        }
+        start = pos + hlen;
+        if (length > (uint64_t)(end - start)) {
+            break;
+        }
+        n = (Py_ssize_t)length;
+
+        if (b0 == 0x81) {
+            uint8_t *text = (uint8_t *)view.buf + start;
+            if (!client) {
+                xor_mask(text, text, n, key, 0);
+            }
+            message = PyUnicode_DecodeUTF8((const char *)text, n, NULL);
+            if (message == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    goto error;
+                }
+                /* Not ours to judge: restore the frame and leave it to the caller. */
+                PyErr_Clear();
+                if (!client) {
+                    xor_mask(text, text, n, key, 0);
+                }
+                break;
+            }
+        }
+        else if (client) {
+            message = PyBytes_FromStringAndSize((const char *)base + start, n);
+        }
+        else {
+            /* Unmask while copying out: one pass, and the buffer is left alone. */
+            message = PyBytes_FromStringAndSize(NULL, n);
+            if (message != NULL) {
+                xor_mask(base + start, (uint8_t *)PyBytes_AS_STRING(message), n, key, 0);
+            }
+        }
+        if (message == NULL) {
+            goto error;
+        }
+        if (PyList_Append(messages, message) < 0) {
+            Py_DECREF(message);
+            goto error;
+        }
+        Py_DECREF(message);
+        pos = start + n;
+    }
+    PyBuffer_Release(&view);
+    result = Py_BuildValue("(nN)", pos, messages);
+    return result;
+
+error:
+    Py_XDECREF(messages);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+/* --------------------------------------------------------------------- module */
+
+static PyMethodDef speedups_methods[] = {
+    {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS,
+     apply_mask_doc},
+    {"mask_into", (PyCFunction)(void (*)(void))mask_into, METH_FASTCALL | METH_KEYWORDS,
+     mask_into_doc},
+    {"utf8_check", (PyCFunction)(void (*)(void))utf8_check, METH_FASTCALL | METH_KEYWORDS,
+     utf8_check_doc},
+    {"encode_frame", (PyCFunction)(void (*)(void))encode_frame, METH_FASTCALL | METH_KEYWORDS,
+     encode_frame_doc},
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL | METH_KEYWORDS, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    "fullduplex._speedups",
+    "Optional C versions of fullduplex's masking, UTF-8 and framing hot paths.",
+    -1,
+    speedups_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    utf8_init();
+    return PyModule_Create(&speedups_module);
+}
