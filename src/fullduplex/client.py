@@ -17,6 +17,7 @@ from typing import Any
 from .connection import Connection
 from .errors import InvalidResponse, InvalidStatus, InvalidURI
 from .io.client import ClientProtocol, WebSocketURI, parse_uri
+from .protocol.deflate import DeflateOptions, deflate_options
 from .protocol.frames import CloseCode
 
 __all__ = ["connect"]
@@ -138,6 +139,7 @@ def connect(
     subprotocols: Sequence[str] | None = None,
     additional_headers: Iterable[tuple[str, str]] | Mapping[str, str] | None = None,
     origin: str | None = None,
+    compression: DeflateOptions | str | None = "deflate",
     open_timeout: float | None = 10,
     max_size: int | None = 2**20,
     max_fragments: int | None = None,
@@ -164,6 +166,9 @@ def connect(
         subprotocols: subprotocols to offer, in order of preference.
         additional_headers: extra request headers.
         origin: value of the ``Origin`` header.
+        compression: ``"deflate"`` (default) offers permessage-deflate;
+            a :class:`~fullduplex.protocol.deflate.DeflateOptions` tunes the offer;
+            ``None`` offers no compression.
         open_timeout: seconds allowed for TCP connect plus the handshake.
         max_size, max_fragments, max_queue, ping_interval, ping_timeout,
         close_timeout, write_limit: as for :func:`fullduplex.serve`.
@@ -195,6 +200,7 @@ def connect(
             "subprotocols": subprotocols,
             "additional_headers": additional_headers,
             "origin": origin,
+            "compression": deflate_options(compression),
             "open_timeout": open_timeout,
             "max_size": max_size,
             "max_fragments": max_fragments,

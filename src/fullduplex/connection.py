@@ -157,12 +157,19 @@ class Connection:
     # ---------------------------------------------------------------- sending
 
     async def send(
-        self, message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data]
+        self,
+        message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
+        *,
+        compress: bool | None = None,
     ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
 
         An iterable or async iterable of ``str`` (or of bytes-like) is sent as one
         message in several fragments, one per item.
+
+        With permessage-deflate negotiated, ``compress=False`` sends this message
+        uncompressed and ``True`` compresses it whatever its size; by default
+        messages from the size threshold up are compressed.
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
@@ -171,17 +178,19 @@ class Connection:
         proto = self._proto()
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             await self._check_sendable(proto)
-            proto.send(message)
+            proto.send(message, compress=compress)
         elif isinstance(message, AsyncIterable):
-            await self._send_fragments(proto, message.__aiter__())
+            await self._send_fragments(proto, message.__aiter__(), compress)
         elif isinstance(message, Iterable):
-            await self._send_fragments(proto, _aiter_sync(iter(message)))
+            await self._send_fragments(proto, _aiter_sync(iter(message)), compress)
         else:
             raise TypeError(f"cannot send {type(message).__name__}")
         if proto.write_paused:
             await proto.drain()
 
-    async def _send_fragments(self, proto: WebSocketProtocol, it: AsyncIterator[Any]) -> None:
+    async def _send_fragments(
+        self, proto: WebSocketProtocol, it: AsyncIterator[Any], compress: bool | None
+    ) -> None:
         try:
             current = await it.__anext__()
         except StopAsyncIteration:
@@ -202,7 +211,7 @@ class Connection:
             except StopAsyncIteration:
                 last = True
             await self._check_sendable(proto)
-            proto.send_fragment(current, first=first, fin=last)
+            proto.send_fragment(current, first=first, fin=last, compress=compress)
             if last:
                 return
             first = False

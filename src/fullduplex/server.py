@@ -15,6 +15,7 @@ from .errors import ConnectionClosed, InvalidState
 from .io.protocol import WebSocketProtocol
 from .io.server import ProcessRequest, ProcessResponse, SelectSubprotocol, ServerProtocol
 from .protocol.connection import State
+from .protocol.deflate import DeflateOptions, deflate_options
 from .protocol.frames import CloseCode
 
 __all__ = ["Server", "broadcast", "serve"]
@@ -255,6 +256,7 @@ def serve(
     write_limit: int = 64 * 1024,
     max_unsent: int | None = 16 * 2**20,
     max_connections: int | None = None,
+    compression: DeflateOptions | str | None = "deflate",
     process_request: ProcessRequest | None = None,
     process_response: ProcessResponse | None = None,
     select_subprotocol: SelectSubprotocol | None = None,
@@ -289,6 +291,11 @@ def serve(
         write_limit: write-buffer high-water mark; ``send`` waits above it.
         max_unsent: bytes a connection may have waiting to be written before it is
             dropped with 1008 (a client that stops reading); ``None``: no cap.
+        compression: ``"deflate"`` (default) accepts permessage-deflate offers
+            (RFC 7692) with default settings; a
+            :class:`~fullduplex.protocol.deflate.DeflateOptions` tunes them (window
+            bits, context takeover, level, the size threshold below which messages
+            go uncompressed); ``None`` turns compression off.
         max_connections: connections served at once; more get HTTP 503 with
             ``Retry-After`` (``None``: no limit).
         process_request: ``hook(conn, request)`` answering a request itself by
@@ -318,6 +325,7 @@ def serve(
         write_limit=write_limit,
         max_unsent=max_unsent,
         max_connections=max_connections,
+        compression=deflate_options(compression),
         process_request=process_request,
         process_response=process_response,
         select_subprotocol=select_subprotocol,

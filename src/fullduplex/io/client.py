@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from ..errors import InvalidResponse, InvalidURI
 from ..protocol.connection import Side
+from ..protocol.deflate import DeflateOptions, client_accept, client_offer
 from ..protocol.handshake import (
     HTTPReader,
     Response,
@@ -21,6 +22,8 @@ from ..protocol.handshake import (
 from .protocol import Listener, WebSocketProtocol
 
 __all__ = ["ClientProtocol", "WebSocketURI", "parse_uri"]
+
+DEFAULT_DEFLATE = DeflateOptions()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +94,11 @@ class ClientProtocol(WebSocketProtocol):
         subprotocols: Sequence[str] | None = None,
         additional_headers: Iterable[tuple[str, str]] | None = None,
         origin: str | None = None,
+        compression: DeflateOptions | None = DEFAULT_DEFLATE,
         **kwargs: object,
     ) -> None:
         super().__init__(Side.CLIENT, **kwargs)  # type: ignore[arg-type]
+        self.compression = compression
         self.uri = uri
         self.listener = listener
         self.offered_subprotocols = list(subprotocols or ())
@@ -118,6 +123,7 @@ class ClientProtocol(WebSocketProtocol):
             path=self.uri.resource,
             key=self.key,
             subprotocols=self.offered_subprotocols,
+            extensions=client_offer(self.compression) if self.compression is not None else None,
             origin=self.origin,
             extra_headers=headers,
         )
@@ -144,8 +150,11 @@ class ClientProtocol(WebSocketProtocol):
             response, self.key, subprotocols=self.offered_subprotocols
         )
         if extensions:
-            # RFC 6455 §4.1: the server must not accept an extension we did not offer.
-            raise InvalidResponse("the server accepted an extension that was not offered")
+            if self.compression is None:
+                # RFC 6455 §4.1: the server must not use an extension we did not offer.
+                raise InvalidResponse("the server accepted an extension that was not offered")
+            self.deflate = client_accept(extensions, self.compression)
+            self.extensions = ", ".join(response.headers.get_all("Sec-WebSocket-Extensions"))
         self.subprotocol = subprotocol
         self.start(leftover)
         if not self.opened.done():

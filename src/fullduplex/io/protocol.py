@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from ..errors import InvalidState, closed_error
 from ..protocol.connection import Connection as Core, Side, State
+from ..protocol.deflate import PerMessageDeflate
 from ..protocol.events import CloseReceived, Message, Ping, Pong
 from ..protocol.frames import CloseCode
 
@@ -96,6 +97,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.listener = None
         self.subprotocol: str | None = None
         self.extensions: str = ""
+        self.deflate: PerMessageDeflate | None = None
         self.remote_address: Any = None
         self.local_address: Any = None
 
@@ -224,7 +226,12 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
-        self.core = Core(self.side, max_size=self.max_size, max_fragments=self.max_fragments)
+        self.core = Core(
+            self.side,
+            max_size=self.max_size,
+            max_fragments=self.max_fragments,
+            deflate=self.deflate,
+        )
         self._last_recv = self.loop.time()
         if self.ping_interval is not None:
             self._ping_timer = self.loop.call_later(self.ping_interval, self._keepalive)
@@ -315,17 +322,22 @@ class WebSocketProtocol(asyncio.Protocol):
             raise InvalidState("the connection is not open yet")
         return core
 
-    def send(self, data: str | bytes | bytearray | memoryview) -> None:
+    def send(
+        self, data: str | bytes | bytearray | memoryview, *, compress: bool | None = None
+    ) -> None:
         """Send one message now (text for ``str``, binary otherwise), without waiting.
+
+        ``compress=False`` sends it uncompressed even when permessage-deflate is on;
+        ``None`` lets the size threshold decide.
 
         Raises:
             InvalidState: the connection is not OPEN.
         """
         core = self._check_open()
         if isinstance(data, str):
-            core.send_text(data)
+            core.send_text(data, compress=compress)
         else:
-            core.send_binary(data)
+            core.send_binary(data, compress=compress)
         if not self._dispatching:
             self._flush()
 

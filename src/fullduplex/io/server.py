@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..protocol.connection import Side
+from ..protocol.deflate import DeflateOptions, server_negotiate
 from ..protocol.frames import CloseCode
 from ..protocol.handshake import (
     Headers,
@@ -27,6 +28,7 @@ from ..protocol.handshake import (
     build_http_response,
     build_response,
     check_request,
+    parse_extensions,
     parse_subprotocols,
     select_subprotocol,
 )
@@ -35,6 +37,8 @@ from .protocol import Listener, WebSocketProtocol
 __all__ = ["ServerProtocol"]
 
 logger = logging.getLogger("fullduplex.server")
+
+DEFAULT_DEFLATE = DeflateOptions()
 
 ProcessRequest = Callable[[Any, Request], Any]
 ProcessResponse = Callable[[Any, Request, Response], Any]
@@ -64,6 +68,8 @@ class ServerProtocol(WebSocketProtocol):
             request then gets 503 with ``Retry-After``.
         max_unsent: most bytes waiting in the write buffer before a peer that
             stops reading is dropped with 1008 (``None``: no cap).
+        compression: permessage-deflate settings to accept a client's offer with
+            (RFC 7692), or ``None`` to never compress.
         max_request_line, max_header_size, max_headers: request head limits.
         **kwargs: passed to :class:`~fullduplex.io.protocol.WebSocketProtocol`.
     """
@@ -80,6 +86,7 @@ class ServerProtocol(WebSocketProtocol):
         hosts: Sequence[str] | None = None,
         at_capacity: Callable[[], bool] | None = None,
         max_unsent: int | None = 16 * 2**20,
+        compression: DeflateOptions | None = DEFAULT_DEFLATE,
         max_request_line: int = 8192,
         max_header_size: int = 8192,
         max_headers: int = 128,
@@ -97,6 +104,7 @@ class ServerProtocol(WebSocketProtocol):
         self._hosts = None if hosts is None else {h.lower() for h in hosts}
         self._at_capacity = at_capacity
         self.max_unsent = max_unsent
+        self.compression = compression
         self._reader: HTTPReader | None = HTTPReader(
             "request",
             max_line=max_request_line,
@@ -185,6 +193,10 @@ class ServerProtocol(WebSocketProtocol):
                 offered = parse_subprotocols(request.headers.get_all("Sec-WebSocket-Protocol"))
             except ValueError as exc:
                 raise InvalidRequest(f"Invalid Sec-WebSocket-Protocol: {exc}", 400) from None
+            try:
+                offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))
+            except ValueError as exc:
+                raise InvalidRequest(f"Invalid Sec-WebSocket-Extensions: {exc}", 400) from None
         except InvalidRequest as exc:
             self.reject(exc.status, exc.message, exc.headers)
             return
@@ -205,6 +217,14 @@ class ServerProtocol(WebSocketProtocol):
         )
         if subprotocol is not None:
             headers.add("Sec-WebSocket-Protocol", subprotocol)
+        # RFC 7692 §5: accept the first permessage-deflate offer we can honour.
+        negotiated = (
+            server_negotiate(offers, self.compression)
+            if offers and self.compression is not None
+            else None
+        )
+        if negotiated is not None:
+            headers.add("Sec-WebSocket-Extensions", negotiated[0])
         response = Response(101, "Switching Protocols", headers)
         if self._process_response is not None:
             try:
@@ -216,15 +236,27 @@ class ServerProtocol(WebSocketProtocol):
             if replacement is not None and replacement is not response:
                 self.send_http(replacement)
                 return
-        extra = [
-            (name, value)
-            for name, value in response.headers.items()
-            if name.lower()
-            not in ("upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol")
-        ]
+        # The hook may have added headers; ours are rebuilt by build_response.
+        ours = (
+            "upgrade",
+            "connection",
+            "sec-websocket-accept",
+            "sec-websocket-protocol",
+            "sec-websocket-extensions",
+        )
+        extra = [(k, v) for k, v in response.headers.items() if k.lower() not in ours]
         self.subprotocol = subprotocol
         self.response = response
-        self.transport.write(build_response(key, subprotocol=subprotocol, extra_headers=extra))
+        if negotiated is not None:
+            self.extensions, self.deflate = negotiated
+        self.transport.write(
+            build_response(
+                key,
+                subprotocol=subprotocol,
+                extensions=self.extensions or None,
+                extra_headers=extra,
+            )
+        )
         self.listener = self._on_open(self)
         leftover, self._leftover = self._leftover, b""
         self.start(leftover)

@@ -38,6 +38,7 @@ import os
 from collections.abc import Callable
 
 from ..errors import InvalidState, InvalidUTF8, MessageTooBig, PolicyViolation, ProtocolError
+from .deflate import PerMessageDeflate
 from .events import CloseReceived, Message, Ping, Pong
 from .frames import CloseCode, decode_close, encode_close, encode_header
 from .mask import apply_mask
@@ -84,6 +85,9 @@ class Connection:
             limit); going over fails the connection with 1008.
         random_bytes: the source of masking keys, called for batches of random
             bytes; inject a fake in tests.
+        deflate: the negotiated permessage-deflate codec (RFC 7692), if any. It
+            defines RSV1 as "compressed" on the first frame of a data message; then
+            ``max_size`` applies to the decompressed size, enforced while inflating.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class Connection:
         max_size: int | None = 2**20,
         max_fragments: int | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        deflate: PerMessageDeflate | None = None,
     ) -> None:
         if max_fragments is not None and max_fragments < 1:
             raise ValueError("max_fragments must be at least 1")
@@ -101,6 +106,7 @@ class Connection:
         self.max_size = max_size
         self.max_fragments = max_fragments
         self._client = side is CLIENT
+        self.deflate = deflate
         self._random_bytes = random_bytes
         self._masks = b""
         self._mask_pos = _MASK_POOL
@@ -121,10 +127,13 @@ class Connection:
         self._msg_parts: list[bytes] | list[str] = []
         self._msg_size = 0
         self._msg_frames = 0
+        self._msg_compressed = False
+        self._msg_out = 0  # decompressed bytes of a compressed message so far
         self._decoder: Utf8Decoder | None = None
 
-        # Message being sent in fragments: its opcode, or 0.
+        # Message being sent in fragments: its opcode, or 0, and whether compressed.
         self._send_opcode = 0
+        self._send_compressed = False
 
         self.close_rcvd: tuple[int, str] | None = None
         self.close_sent: tuple[int | None, str] | None = None
@@ -185,18 +194,29 @@ class Connection:
 
     # ------------------------------------------------------------------ sending
 
-    def send_text(self, data: str | bytes, fin: bool = True) -> None:
+    def send_text(
+        self, data: str | bytes, fin: bool = True, *, compress: bool | None = None
+    ) -> None:
         """Send a text message, or its first fragment when ``fin`` is false.
 
-        ``bytes`` are sent as they are and must be UTF-8 already.
+        ``bytes`` are sent as they are and must be UTF-8 already. With a negotiated
+        deflate codec, ``compress=None`` compresses messages from the codec's size
+        threshold up; ``False`` sends this message uncompressed; ``True`` always
+        compresses. The choice made on the first fragment holds for the message.
         """
         if isinstance(data, str):
             data = data.encode("utf-8")
-        self._send_data(_TEXT, data, fin)
+        self._send_data(_TEXT, data, fin, compress)
 
-    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> None:
+    def send_binary(
+        self,
+        data: bytes | bytearray | memoryview,
+        fin: bool = True,
+        *,
+        compress: bool | None = None,
+    ) -> None:
         """Send a binary message, or its first fragment when ``fin`` is false."""
-        self._send_data(_BINARY, data, fin)
+        self._send_data(_BINARY, data, fin, compress)
 
     def send_continuation(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
         """Send the next fragment of the message started with ``fin=False``."""
@@ -267,7 +287,13 @@ class Connection:
             raise InvalidState(f"cannot send a message in state {self.state.name}")
         self._out.append(frame)
 
-    def _send_data(self, opcode: int, data: bytes | bytearray | memoryview, fin: bool) -> None:
+    def _send_data(
+        self,
+        opcode: int,
+        data: bytes | bytearray | memoryview,
+        fin: bool,
+        compress: bool | None = None,
+    ) -> None:
         if self.state is not State.OPEN:
             raise InvalidState(f"cannot send data in state {self.state.name}")
         if opcode == _CONT:
@@ -275,11 +301,22 @@ class Connection:
                 raise InvalidState("no fragmented message is in progress")
         elif self._send_opcode:
             raise InvalidState("a fragmented message is in progress; finish it first")
-        elif not fin:
-            self._send_opcode = opcode
+        else:
+            if not fin:
+                self._send_opcode = opcode
+            deflate = self.deflate
+            self._send_compressed = deflate is not None and (
+                deflate.should_compress(len(data)) if compress is None else compress
+            )
+        rsv1 = False
+        if self._send_compressed:
+            assert self.deflate is not None
+            data = self.deflate.compress(data, final=fin)
+            # RFC 7692 §6: RSV1 marks the first frame of a compressed message only.
+            rsv1 = opcode != _CONT
         if fin:
             self._send_opcode = 0
-        self._write_frame(opcode, data, fin)
+        self._write_frame(opcode, data, fin, rsv1)
 
     def _send_control(self, opcode: int, data: bytes) -> None:
         if self.state is not State.OPEN:
@@ -288,9 +325,11 @@ class Connection:
             raise ValueError("control frame payload is longer than 125 bytes")
         self._write_frame(opcode, data, True)
 
-    def _write_frame(self, opcode: int, data: bytes | bytearray | memoryview, fin: bool) -> None:
+    def _write_frame(
+        self, opcode: int, data: bytes | bytearray | memoryview, fin: bool, rsv1: bool = False
+    ) -> None:
         if not self._client:
-            header = encode_header(opcode, len(data), fin=fin)
+            header = encode_header(opcode, len(data), fin=fin, rsv1=rsv1)
             self._out.append(header + data if data else header)
             return
         # RFC 6455 §5.3: a fresh, unpredictable key for every frame. Keys come from a
@@ -301,7 +340,7 @@ class Connection:
             pos = 0
         key = self._masks[pos : pos + 4]
         self._mask_pos = pos + 4
-        header = encode_header(opcode, len(data), fin=fin, mask=True)
+        header = encode_header(opcode, len(data), fin=fin, rsv1=rsv1, mask=True)
         self._out.append(header + key + apply_mask(data, key))
 
     # ---------------------------------------------------------------- receiving
@@ -348,10 +387,14 @@ class Connection:
                     b0 = buf[pos]
                     b1 = buf[pos + 1]
                     opcode = b0 & 0x0F
+                    compressed = False
                     if b0 & 0x70:
                         # RFC 6455 §5.2: a nonzero RSV bit with no extension defining it
-                        # MUST fail the connection.
-                        raise ProtocolError("reserved bits must be 0", "WS_RSV_SET")
+                        # MUST fail the connection. RFC 7692 §6 defines RSV1 on the
+                        # first frame of a data message as "compressed".
+                        if (b0 & 0x70) != 0x40 or self.deflate is None or not 1 <= opcode <= 2:
+                            raise ProtocolError("reserved bits must be 0", "WS_RSV_SET")
+                        compressed = True
                     if (b1 & 0x80) != (0 if client else 0x80):
                         # §5.1: servers get masked frames only; clients unmasked only.
                         if client:
@@ -412,8 +455,15 @@ class Connection:
                                 "payload length has its top bit set", "WS_BAD_LENGTH"
                             )
                         hlen = 10
-                    # §10.4: refuse an oversized message before buffering it.
-                    if max_size is not None and self._msg_size + length > max_size:
+                    # §10.4: refuse an oversized message before buffering it. A
+                    # compressed one is measured as it inflates instead.
+                    if opcode == _CONT:
+                        compressed = self._msg_compressed
+                    if (
+                        max_size is not None
+                        and not compressed
+                        and self._msg_size + length > max_size
+                    ):
                         raise MessageTooBig(f"message over max_size ({max_size} bytes)")
                     if client:
                         key = None
@@ -430,6 +480,9 @@ class Connection:
                         if key is not None and length:
                             payload = apply_mask(payload, key)
                         pos = start + length
+                        if compressed:
+                            assert self.deflate is not None
+                            payload = self.deflate.decompress_message(payload, max_size)
                         if opcode == _TEXT:
                             try:
                                 events.append(Message(payload.decode("utf-8")))
@@ -438,7 +491,7 @@ class Connection:
                         else:
                             events.append(Message(payload))
                         continue
-                    self._begin_frame(opcode, bool(fin), length, key)
+                    self._begin_frame(opcode, bool(fin), length, key, compressed)
                     pos = start
                     remaining = length
                 # ---- payload of a data frame, taken as it arrives
@@ -462,12 +515,19 @@ class Connection:
             elif pos:
                 del buf[:pos]
 
-    def _begin_frame(self, opcode: int, fin: bool, length: int, key: bytes | None) -> None:
+    def _begin_frame(
+        self, opcode: int, fin: bool, length: int, key: bytes | None, compressed: bool
+    ) -> None:
         if opcode:
             self._msg_opcode = opcode
             self._msg_parts = []
             self._msg_size = 0
             self._msg_frames = 0
+            self._msg_compressed = compressed
+            self._msg_out = 0
+            if compressed:
+                assert self.deflate is not None
+                self.deflate.start_message()
             self._decoder = Utf8Decoder() if opcode == _TEXT else None
         self._msg_frames += 1
         if self.max_fragments is not None and self._msg_frames > self.max_fragments:
@@ -481,6 +541,8 @@ class Connection:
         self._frame_off = 0
 
     def _data(self, chunk: bytes, last: bool) -> None:
+        if self._msg_compressed:
+            chunk = self._inflate(chunk, last)
         decoder = self._decoder
         if decoder is not None:
             try:
@@ -502,6 +564,22 @@ class Connection:
             self._msg_size = 0
             self._decoder = None
             self._events.append(Message(data))
+
+    def _inflate(self, chunk: bytes, last: bool) -> bytes:
+        deflate = self.deflate
+        assert deflate is not None
+        max_size = self.max_size
+        if chunk:
+            allowance = None if max_size is None else max_size - self._msg_out
+            chunk = deflate.decompress(chunk, allowance)
+            self._msg_out += len(chunk)
+        if last:
+            allowance = None if max_size is None else max_size - self._msg_out
+            tail = deflate.finish_message(allowance)
+            if tail:
+                chunk += tail
+                self._msg_out += len(tail)
+        return chunk
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:

@@ -93,6 +93,7 @@ __all__ = [
     "PerMessageDeflate",
     "client_accept",
     "client_offer",
+    "deflate_options",
     "server_negotiate",
 ]
 
@@ -637,3 +638,12 @@ class PerMessageDeflate:
         out = self.decompress(data, max_length)
         rest = self.finish_message(None if max_length is None else max_length - len(out))
         return out + rest if rest else out
+
+
+def deflate_options(value: DeflateOptions | str | None) -> DeflateOptions | None:
+    """Normalize a ``compression=`` argument: ``"deflate"``, options, or ``None``."""
+    if value is None or isinstance(value, DeflateOptions):
+        return value
+    if value == "deflate":
+        return _DEFAULT_OPTIONS
+    raise ValueError(f"unsupported compression {value!r}: use 'deflate' or None")
