@@ -101,6 +101,21 @@ def _cmd_echo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .apps.app import serve_app
+    from .pubsub import create_backplane
+
+    context = tls_context(args.tls_cert, args.tls_key)
+    try:
+        backplane = create_backplane(args.backplane)
+    except ValueError as exc:
+        raise SystemExit(f"fullduplex: {exc}") from None
+    cm = serve_app(args.host, args.port, backplane=backplane, ssl=context)
+    banner = listen_url(args, context).replace("wss://", "https://").replace("ws://", "http://")
+    run(_run_until_signal(cm, banner))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fullduplex`` command."""
     parser = argparse.ArgumentParser(
@@ -124,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest message accepted, e.g. 1048576, 16MiB or none (default 1MiB)",
     )
     echo.set_defaults(func=_cmd_echo)
+    serve_cmd = sub.add_parser(
+        "serve",
+        help="run the chat page, /chat, /echo, /healthz and /stats on one port",
+        description="Serve the chat page at /, chat rooms at /chat, echo at /echo, "
+        "health at /healthz and counters at /stats. Ctrl-C or SIGTERM shuts down "
+        "gracefully (close 1001 to clients).",
+    )
+    add_listen_options(serve_cmd, 8765)
+    serve_cmd.add_argument(
+        "--backplane",
+        default="memory",
+        metavar="NAME",
+        help="fan-out between server processes: memory (default, this process only)",
+    )
+    serve_cmd.set_defaults(func=_cmd_serve)
     return parser
 
 
