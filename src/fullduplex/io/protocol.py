@@ -342,15 +342,20 @@ class WebSocketProtocol(asyncio.Protocol):
             self._flush()
 
     def send_fragment(
-        self, data: str | bytes | bytearray | memoryview, *, first: bool, fin: bool
+        self,
+        data: str | bytes | bytearray | memoryview,
+        *,
+        first: bool,
+        fin: bool,
+        compress: bool | None = None,
     ) -> None:
         """Send one fragment of a message; ``first`` picks text/binary from ``data``."""
         core = self._check_open()
         if first:
             if isinstance(data, str):
-                core.send_text(data, fin)
+                core.send_text(data, fin, compress=compress)
             else:
-                core.send_binary(data, fin)
+                core.send_binary(data, fin, compress=compress)
         else:
             core.send_continuation(data, fin)
         if not self._dispatching:
