@@ -1,7 +1,7 @@
 """fullduplex: a WebSocket toolkit for Python."""
 
 from .browser import Blob, CloseEvent, DOMException, Event, MessageEvent, WebSocket
-from .client import connect
+from .client import connect, connect_callbacks
 from .connection import Connection
 from .errors import (
     ConnectionClosed,
@@ -21,7 +21,7 @@ from .errors import (
     UnsupportedData,
 )
 from .protocol import CloseCode, Opcode, State
-from .server import Server, broadcast, serve
+from .server import Server, broadcast, serve, serve_callbacks
 
 __all__ = [
     "Blob",
@@ -52,7 +52,9 @@ __all__ = [
     "WebSocket",
     "broadcast",
     "connect",
+    "connect_callbacks",
     "serve",
+    "serve_callbacks",
 ]
 
 __version__ = "0.1.0"

@@ -20,7 +20,7 @@ from .io.client import ClientProtocol, WebSocketURI, parse_uri
 from .protocol.deflate import DeflateOptions, deflate_options
 from .protocol.frames import CloseCode
 
-__all__ = ["connect"]
+__all__ = ["connect", "connect_callbacks"]
 
 
 class _Connect:
@@ -87,7 +87,8 @@ class _Connect:
         server_hostname = opts.pop("server_hostname")
         create_options = dict(opts.pop("create_connection_options"))
         max_queue = opts.pop("max_queue")
-        conn = Connection(max_queue=max_queue)
+        listener = opts.pop("listener", None)
+        conn = Connection(max_queue=max_queue) if listener is None else listener
         loop = asyncio.get_running_loop()
 
         def factory() -> ClientProtocol:
@@ -115,6 +116,8 @@ class _Connect:
         except BaseException:
             proto.abort()
             raise
+        if listener is not None:
+            return proto  # type: ignore[return-value]
         return conn
 
     def __await__(self) -> Generator[Any, None, Connection]:
@@ -302,3 +305,17 @@ async def _connect_through_proxy(proxy: str, uri: WebSocketURI) -> socket.socket
         sock.close()
         raise
     return sock
+
+
+async def connect_callbacks(uri: str, listener: Any, **options: Any) -> Any:
+    """Open a connection whose events go to ``listener`` callbacks; return the protocol.
+
+    ``listener`` has ``on_open(ws)``, ``on_message(ws, data)``, ``on_close(ws, code,
+    reason, was_clean)`` (and optionally ``on_closing(ws)``), called on the event
+    loop with no task or future per message. The returned
+    :class:`~fullduplex.io.protocol.WebSocketProtocol` sends with ``ws.send(data)``.
+    Takes the options of :func:`connect` (``max_queue`` does not apply).
+    """
+    cm = connect(uri, **options)
+    cm.options["listener"] = listener
+    return await cm._open()

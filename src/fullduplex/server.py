@@ -12,13 +12,13 @@ from typing import Any
 
 from .connection import Connection
 from .errors import ConnectionClosed, InvalidState
-from .io.protocol import WebSocketProtocol
+from .io.protocol import Listener, WebSocketProtocol
 from .io.server import ProcessRequest, ProcessResponse, SelectSubprotocol, ServerProtocol
 from .protocol.connection import State
 from .protocol.deflate import DeflateOptions, deflate_options
 from .protocol.frames import CloseCode
 
-__all__ = ["Server", "broadcast", "serve"]
+__all__ = ["Server", "broadcast", "serve", "serve_callbacks"]
 
 logger = logging.getLogger("fullduplex.server")
 
@@ -39,9 +39,11 @@ class Server:
         max_queue: int | None = 32,
         close_timeout: float = 10,
         max_connections: int | None = None,
+        listener_factory: Callable[[], Listener] | None = None,
         **protocol_options: Any,
     ) -> None:
         self.handler = handler
+        self.listener_factory = listener_factory
         self.max_queue = max_queue
         self.max_connections = max_connections
         self.close_timeout = close_timeout
@@ -96,7 +98,9 @@ class Server:
         # The protocol asking is already counted in _protocols.
         return len(self._protocols) > self.max_connections  # type: ignore[operator]
 
-    def _on_open(self, proto: ServerProtocol) -> Connection:
+    def _on_open(self, proto: ServerProtocol) -> Listener:
+        if self.listener_factory is not None:
+            return self.listener_factory()
         conn = Connection(max_queue=self.max_queue)
         conn.on_open(proto)
         self.connections.add(conn)
@@ -338,6 +342,33 @@ def serve(
     return _Serve(
         server, (host, port), {"ssl": ssl, "sock": sock, "unix": unix, **create_server_options}
     )
+
+
+def serve_callbacks(
+    factory: Callable[[], Listener],
+    host: str | None = "127.0.0.1",
+    port: int = 0,
+    **options: Any,
+) -> _Serve:
+    """Serve WebSocket connections through callbacks: no task or future per message.
+
+    ``factory()`` is called once per connection and returns a listener: an object
+    with ``on_open(ws)``, ``on_message(ws, data)`` and ``on_close(ws, code, reason,
+    was_clean)`` (and optionally ``on_closing(ws)``), all called on the event loop.
+    ``ws`` is a :class:`~fullduplex.io.protocol.WebSocketProtocol`: ``ws.send(data)``
+    writes at once (sends made inside ``on_message`` are coalesced into one write
+    per read), ``ws.close(code, reason)``, ``ws.write_paused`` / ``await
+    ws.drain()`` for backpressure, ``ws.pause_reading()`` / ``ws.resume_reading()``.
+
+    Takes the same options as :func:`serve` (``max_queue`` does not apply).
+    """
+    cm = serve(_no_handler, host, port, **options)
+    cm._server.listener_factory = factory
+    return cm
+
+
+async def _no_handler(conn: Connection) -> None:  # pragma: no cover - never called
+    raise AssertionError("callback servers have no handler")
 
 
 def broadcast(
