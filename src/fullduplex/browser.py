@@ -16,9 +16,10 @@ Theory of operation
 A :class:`WebSocket` is a *listener* of :class:`~fullduplex.io.client.ClientProtocol`:
 the io layer calls :meth:`WebSocket.on_open`, :meth:`~WebSocket.on_message`,
 :meth:`~WebSocket.on_closing` and :meth:`~WebSocket.on_close` from event-loop
-callbacks, and each call dispatches its DOM event at once, in the order the standard
-gives (``open``, ``message``..., then ``error`` if the connection failed, then
-``close``). No task is created per message. Events are never dispatched from inside
+callbacks. ``open`` is dispatched at once; the rest is queued and dispatched from
+one loop callback per batch of frames, in the order the standard gives
+(``message``..., then ``error`` if the connection failed, then ``close``). No task
+is created per message. Events are never dispatched from inside
 :meth:`~WebSocket.send` or :meth:`~WebSocket.close`: a failure those calls cause is
 reported from a later loop callback, as a browser queues a task for it.
 
@@ -35,12 +36,15 @@ dispatched; CLOSED just before ``close`` fires.
 accepted and that have not reached the network. It rises by the message size in
 :meth:`send` and does not fall before the event loop has turned (so ``send(x)``
 followed by ``bufferedAmount`` gives at least ``len(x)``, as in a browser). After
-that, it is computed from the transport's write buffer: the unsent bytes are the
-newest bytes written, so walking our recent messages from the newest back tells
-how many of their payload bytes are still unsent (frame headers are not counted;
-a control frame written after a message is briefly counted as that message's).
-Data passed to ``send`` after the closing handshake started is never sent and stays
-counted, as the standard says. After an unclean close the last count is kept.
+that it is computed from the transport's write buffer
+(:attr:`~fullduplex.io.protocol.WebSocketProtocol.buffered_amount`, in bytes on the
+wire, after compression): each send records how much its frame grew that buffer,
+and since the buffer drains oldest first, walking the recorded frames from the
+newest back tells which are still unsent. A frame partly sent counts in proportion
+to its unsent bytes; frame headers are not counted (a control frame written after
+a message is briefly counted as part of it). Data passed to ``send`` after the
+closing handshake started is never sent and stays counted, as the standard says;
+after an unclean close the last count is kept.
 """
 
 from __future__ import annotations
@@ -892,11 +896,6 @@ def run(
 # WebSocket
 
 
-def _frame_size(payload: int) -> int:
-    """Bytes on the wire for one masked client frame carrying ``payload`` bytes."""
-    return payload + 6 + (0 if payload < 126 else 2 if payload < 65536 else 8)
-
-
 class WebSocket(EventTarget):
     """A WebSocket client with the browser's interface.
 
@@ -972,7 +971,7 @@ class WebSocket(EventTarget):
         self._discarded = 0
         self._live = 0
         self._snapshot: int | None = None
-        self._delivering = False
+        self._inbox: deque[tuple[Any, ...]] = deque()  # events waiting for dispatch
 
         try:
             loop = asyncio.get_running_loop()
@@ -1036,8 +1035,8 @@ class WebSocket(EventTarget):
             if unsent >= wire:
                 live += payload
                 unsent -= wire
-            else:
-                live += min(payload, unsent)
+            else:  # the oldest message still buffered: part of it has gone out
+                live += -(-payload * unsent // wire)
                 unsent = 0
         sent = self._sent
         while len(sent) > keep:
@@ -1082,15 +1081,20 @@ class WebSocket(EventTarget):
         current = self.bufferedAmount
         self._sync_closing()
         proto = self._proto
-        sent = False
         if self._state == WebSocket.OPEN and proto is not None and proto.state is State.OPEN:
+            # Our listeners never run inside the io layer's dispatch, so the frame
+            # is handed to the transport now: what the transport's buffer grew by
+            # is this frame's unsent part (after compression, if any).
+            before = proto.buffered_amount
             try:
                 proto.send(message)
-                sent = True
             except Exception:  # the core refused it (closing): counted as dropped
                 logger.debug("send() after the closing handshake started", exc_info=True)
-        if sent:
-            self._sent.append((size, _frame_size(size)))
+                self._discarded += size
+            else:
+                buffered = proto.buffered_amount - before
+                if buffered > 0:
+                    self._sent.append((size, buffered))
         else:
             self._discarded += size
         if self._snapshot is None and self._loop is not None:
@@ -1213,7 +1217,12 @@ class WebSocket(EventTarget):
             self._closed.set_result(None)
 
     # -------------------------------------------------------- listener interface
-    # Called by the io layer from event-loop callbacks, never from send()/close().
+    # The io layer calls these from event-loop callbacks. ``open`` is dispatched at
+    # once (no frame has been processed yet); everything after it goes through
+    # ``_inbox`` and is dispatched from one loop callback per batch, in order, so
+    # that listeners never run inside the io layer's own dispatch: what they send
+    # reaches the transport at once (see ``send``), and readyState can stay OPEN
+    # while the messages that came before the peer's close frame are dispatched.
 
     def on_open(self, ws: WebSocketProtocol) -> None:
         self._proto = ws
@@ -1232,47 +1241,16 @@ class WebSocket(EventTarget):
         self._fire(Event("open"))
 
     def on_message(self, ws: WebSocketProtocol, data: str | bytes) -> None:
-        # "If ready state is not OPEN, then return."
-        if self._state != WebSocket.OPEN:
-            return
-        if not self._delivering:
-            # The peer's close frame may follow in the same read; CLOSING must wait
-            # until the messages before it have been dispatched.
-            self._delivering = True
-            ws.loop.call_soon(self._delivered)
-        if isinstance(data, str):
-            payload: Any = data
-        elif self._binary_type == "blob":
-            payload = Blob._wrap(data)
-        else:
-            payload = data
-        self._fire(MessageEvent("message", data=payload, origin=self._origin))
-
-    def _delivered(self) -> None:
-        self._delivering = False
+        self._post(("message", data))
 
     def on_closing(self, ws: WebSocketProtocol) -> None:
-        # The closing handshake started (or the connection failed): no more messages.
-        if self._state == WebSocket.OPEN:
-            self._state = WebSocket.CLOSING
-
-    def _sync_closing(self) -> None:
-        proto = self._proto
-        if (
-            self._state == WebSocket.OPEN
-            and not self._delivering
-            and proto is not None
-            and proto.state is not State.OPEN
-        ):
-            self._state = WebSocket.CLOSING
+        self._post(("closing",))
 
     def on_close(self, ws: WebSocketProtocol, code: int, reason: str, was_clean: bool) -> None:
-        if self._ended:
-            return
         core = ws.core
         # We failed the connection (a protocol error by the server, a keepalive
         # timeout) if the io layer sent a close frame we did not ask for and got
-        # none back: the browser then fires "error" and reports 1006.
+        # none back: a browser then fires "error" and reports 1006.
         failed = self._refused or (
             core is not None
             and (
@@ -1286,15 +1264,53 @@ class WebSocket(EventTarget):
         )
         if failed:
             code, reason, was_clean = 1006, "", False
-        if was_clean:
-            self._sent.clear()
-            self._live = 0
-        self._state = WebSocket.CLOSED
-        self._ended = True
-        self._finish()
-        if failed:
-            self._fire(Event("error"))
-        self._fire(CloseEvent("close", wasClean=was_clean, code=code, reason=reason))
+        self._post(("close", code, reason, was_clean, failed))
+
+    def _post(self, item: tuple[Any, ...]) -> None:
+        if not self._inbox:
+            assert self._loop is not None
+            self._loop.call_soon(self._dispatch_inbox)
+        self._inbox.append(item)
+
+    def _dispatch_inbox(self) -> None:
+        inbox = self._inbox
+        while inbox:
+            item = inbox[0]
+            kind = item[0]
+            if kind == "message":
+                # "If ready state is not OPEN, then return."
+                if self._state == WebSocket.OPEN:
+                    data = item[1]
+                    if not isinstance(data, str) and self._binary_type == "blob":
+                        data = Blob._wrap(data)
+                    self._fire(MessageEvent("message", data=data, origin=self._origin))
+            elif kind == "closing":
+                if self._state == WebSocket.OPEN:
+                    self._state = WebSocket.CLOSING
+            elif not self._ended:
+                _, code, reason, was_clean, failed = item
+                if was_clean:
+                    self._sent.clear()
+                    self._live = 0
+                self._state = WebSocket.CLOSED
+                self._ended = True
+                self._finish()
+                if failed:
+                    self._fire(Event("error"))
+                self._fire(CloseEvent("close", wasClean=was_clean, code=code, reason=reason))
+            inbox.popleft()
+
+    def _sync_closing(self) -> None:
+        # The io layer may not say when the closing handshake started; ask it, once
+        # the messages received before are dispatched.
+        proto = self._proto
+        if (
+            self._state == WebSocket.OPEN
+            and not self._inbox
+            and proto is not None
+            and proto.state is not State.OPEN
+        ):
+            self._state = WebSocket.CLOSING
 
     def __repr__(self) -> str:
         names = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")
