@@ -244,19 +244,19 @@ class ChatServer:
                 if isinstance(raw, bytes):
                     counters.messages_in += 1
                     counters.bytes_in += len(raw)
-                    await conn.close(CloseCode.UNSUPPORTED_DATA, "text messages only")
+                    await self._reject(conn, CloseCode.UNSUPPORTED_DATA, "text messages only")
                     return
                 size = len(raw.encode("utf-8", "surrogatepass"))
                 counters.messages_in += 1
                 counters.bytes_in += size
                 if size > policy.max_message_bytes:
                     # Messages that arrived before the limit above was set.
-                    await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                    await self._reject(conn, CloseCode.MESSAGE_TOO_BIG, "message too big")
                     return
                 now = loop.time()
                 if not session.bucket.take(now):
                     if session.strike(now, policy.strike_leak) > policy.strike_limit:
-                        await conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+                        await self._reject(conn, CloseCode.POLICY_VIOLATION, "rate limit exceeded")
                         return
                     await self._error(conn, "rate_limited", "too many messages; slow down")
                     continue
@@ -437,6 +437,24 @@ class ChatServer:
         await self._send(
             conn, _encode({"type": "error", "code": code, "message": message}).decode()
         )
+
+    @staticmethod
+    async def _reject(conn: Connection, code: int, reason: str) -> None:
+        """Close a connection that broke the rules, discarding what it still sends.
+
+        Reading on: a flood may have filled the receive queue, and the peer's close
+        frame must be read for the closing handshake to end (bounded by the close
+        timeout). Closing the socket with unread data would reset it instead, and
+        the peer might never see the close code.
+        """
+        if conn.protocol is None:
+            return
+        conn.protocol.close(code, reason)
+        try:
+            while True:
+                await conn.recv()
+        except ConnectionClosed:
+            pass
 
     async def close(self) -> None:
         """Drop this node's subscriptions (the server closes the connections)."""
