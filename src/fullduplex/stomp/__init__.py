@@ -1,5 +1,15 @@
-"""STOMP 1.0, 1.1 and 1.2: the sans-I/O codec and session, and the broker engine."""
+"""STOMP 1.0, 1.1 and 1.2: the sans-I/O codec and session, the broker engine, the broker
+and the asyncio client."""
 
+from .broker import SUBPROTOCOLS, Authenticate, Broker
+from .client import (
+    Client,
+    ConnectionLost,
+    ReceivedMessage,
+    ServerError,
+    Subscription,
+    Transaction,
+)
 from .destinations import ACK_MODES, Publish, Router, RouterStats, Subscriber
 from .errors import (
     DestinationError,
@@ -57,15 +67,20 @@ __all__ = [
     "DEFAULT_MAX_HEADER_LENGTH",
     "HEARTBEAT",
     "HEARTBEAT_EOL",
+    "SUBPROTOCOLS",
     "VERSIONS",
     "Abort",
     "Ack",
+    "Authenticate",
     "Begin",
+    "Broker",
+    "Client",
     "ClientSession",
     "Close",
     "Commit",
     "ConnectRequest",
     "Connected",
+    "ConnectionLost",
     "DestinationError",
     "Disconnect",
     "Error",
@@ -79,10 +94,12 @@ __all__ = [
     "Nack",
     "Publish",
     "Receipt",
+    "ReceivedMessage",
     "Role",
     "Router",
     "RouterStats",
     "Send",
+    "ServerError",
     "ServerSession",
     "State",
     "StompError",
@@ -90,6 +107,8 @@ __all__ = [
     "StompSession",
     "Subscribe",
     "Subscriber",
+    "Subscription",
+    "Transaction",
     "Unsubscribe",
     "encode",
     "encode_headers",
