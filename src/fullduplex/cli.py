@@ -12,6 +12,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
+from . import wscat
 from .connection import Connection
 from .server import serve
 
@@ -154,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="fan-out between server processes: memory (default, this process only)",
     )
     serve_cmd.set_defaults(func=_cmd_serve)
+    connect_cmd = sub.add_parser(
+        "connect",
+        help="connect to a WebSocket server: send input lines, print messages",
+        description="Connect to URL, send each line of standard input as a text "
+        "message and print each message received. At the end of input, wait for "
+        "the replies (see --wait), then close with 1000. Exit status 0 on a normal "
+        "close, 1 otherwise.",
+    )
+    wscat.add_arguments(connect_cmd)
+    connect_cmd.set_defaults(func=wscat.command)
     return parser
 
 
