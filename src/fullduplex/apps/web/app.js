@@ -23,6 +23,7 @@
   let retryTimer = null;
   let wanted = null;       // {room, nick} we want to be in, re-joined after a reconnect
   let joined = null;       // {room, nick} the server confirmed
+  let rejoining = null;    // the room we were in when the connection dropped
   let lastTypingSent = 0;
   const seen = new Set();  // message ids already shown (history replays on re-join)
   const typingTimers = new Map();
@@ -61,6 +62,10 @@
     socket.onclose = () => {
       if (ws !== socket) return;
       ws = null;
+      if (joined) {
+        rejoining = joined.room;
+        addNotice("Connection lost — reconnecting…", "lost");
+      }
       joined = null;
       scheduleReconnect();
     };
@@ -119,7 +124,9 @@
     document.title = "#" + msg.room + " · fullduplex chat";
     els.chatError.textContent = "";
     for (const item of msg.history || []) addMessage(item);
-    addNotice("You joined #" + msg.room + " as " + msg.nick);
+    addNotice(rejoining === msg.room ? "Reconnected — back in #" + msg.room
+      : "You joined #" + msg.room + " as " + msg.nick);
+    rejoining = null;
     setMembers(msg.members || []);
     els.text.focus();
   }
@@ -222,6 +229,7 @@
   }
 
   function showJoin() {
+    rejoining = null;
     joined = null;
     els.chatView.hidden = true;
     els.joinView.hidden = false;
