@@ -605,6 +605,21 @@ async def test_buffered_amount_rises_while_the_server_does_not_read_and_falls_af
         await rec.ended()
 
 
+async def test_extensions_with_and_without_compression() -> None:
+    async with server() as url:
+        for options, expected in (({}, "permessage-deflate"), ({"compression": None}, "")):
+            ws = WebSocket(url, **options)
+            rec = Recorder(ws)
+            await rec.open()
+            assert ws.extensions.split(";")[0] == expected
+            ws.send("x" * 1000)
+            assert await rec.message() == "x" * 1000
+            ws.close()
+            await rec.ended()
+    with pytest.raises(ValueError):
+        WebSocket(url, compression="brotli")
+
+
 # ---------------------------------------------------------------------------
 # Subprotocols
 

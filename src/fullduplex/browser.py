@@ -65,6 +65,7 @@ from typing import Any, ClassVar
 from .io.client import ClientProtocol, WebSocketURI
 from .io.protocol import WebSocketProtocol
 from .protocol.connection import State
+from .protocol.deflate import deflate_options
 
 __all__ = [
     "Blob",
@@ -912,7 +913,7 @@ class WebSocket(EventTarget):
     send; none by default), ``additional_headers`` (pairs or a mapping), ``ssl`` (a
     client :class:`ssl.SSLContext` for ``wss://``), and the protocol options of
     :func:`fullduplex.connect` (``open_timeout``, ``max_size``, ``ping_interval``,
-    ``ping_timeout``, ``close_timeout``, ``write_limit``).
+    ``ping_timeout``, ``close_timeout``, ``write_limit``, ``compression``).
 
     Raises:
         DOMSyntaxError: a bad URL, or a subprotocol that is not a token or repeats.
@@ -952,6 +953,8 @@ class WebSocket(EventTarget):
         self._headers = list(headers)
         self._ssl = ssl
         self._open_timeout = open_timeout
+        if "compression" in protocol_options:
+            protocol_options["compression"] = deflate_options(protocol_options["compression"])
         self._protocol_options = protocol_options
 
         self._state = WebSocket.CONNECTING
