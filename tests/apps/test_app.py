@@ -111,12 +111,34 @@ async def test_stats_count_connections_messages_and_bytes() -> None:
         assert after["endpoints"]["chat"]["connections_total"] == 2
 
 
-async def test_stomp_mount_point_follows_the_broker() -> None:
+async def test_stomp_broker_is_mounted() -> None:
     async with running() as srv:
-        if srv.app.stomp is None:
-            assert (await srv.get("/stomp")).status == 404
-        else:
-            assert (await srv.get("/stomp")).status == 426
+        assert (await srv.get("/stomp")).status == 426
+        async with fullduplex.connect(srv.url("/stomp"), subprotocols=["v12.stomp"]) as conn:
+            assert conn.subprotocol == "v12.stomp"
+
+            async def frame() -> str:
+                while True:
+                    data = await asyncio.wait_for(conn.recv(), TIMEOUT)
+                    text = data if isinstance(data, str) else data.decode()
+                    if text.strip("\r\n"):  # skip heart-beats
+                        return text
+
+            await conn.send("CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\x00")
+            assert (await frame()).startswith("CONNECTED\n")
+            await conn.send("SUBSCRIBE\nid:0\ndestination:/topic/news\n\n\x00")
+            await conn.send("SEND\ndestination:/topic/news\n\nhello\x00")
+            message = await frame()
+            assert message.startswith("MESSAGE\n") and message.endswith("\n\nhello\x00")
+        stats = (await srv.get("/stats")).json()
+        assert stats["endpoints"]["stomp"]["connections_total"] == 1
+        assert stats["stomp"]["published"] == 1
+
+
+async def test_stomp_can_be_left_out() -> None:
+    async with running(stomp=False) as srv:
+        assert srv.app.stomp is None
+        assert (await srv.get("/stomp")).status == 404
 
 
 def test_serve_command_options() -> None:

@@ -5,7 +5,7 @@
     /         the chat page (apps/web/, shipped in the package)
     /chat     chat rooms, JSON protocol (docs/chat-protocol.md)
     /echo     echo service
-    /stomp    STOMP over WebSocket (when fullduplex.stomp provides a broker)
+    /stomp    STOMP over WebSocket (fullduplex.stomp.Broker)
     /healthz  200 with the backplane's status, 503 when it is unhealthy
     /stats    JSON counters per endpoint
 
@@ -18,6 +18,7 @@ Programmatic use::
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import logging
 import ssl as ssl_module
@@ -29,6 +30,7 @@ from ..protocol.handshake import Request, Response
 from ..pubsub import Backplane, MemoryBackplane, RoomStore
 from ..routing import Router
 from ..server import Server, serve
+from ..stomp import SUBPROTOCOLS, Broker
 from .chat import ChatPolicy, ChatServer
 from .echo import make_echo
 from .stats import Stats
@@ -36,9 +38,6 @@ from .stats import Stats
 __all__ = ["App", "AppServer", "build_app", "serve_app"]
 
 logger = logging.getLogger("fullduplex.apps")
-
-#: Subprotocols a STOMP endpoint accepts (STOMP 1.2 over WebSocket).
-STOMP_SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 
 
 class App:
@@ -49,7 +48,7 @@ class App:
         backplane: fan-out between nodes.
         chat: the ``/chat`` endpoint.
         stats: the ``/stats`` counters.
-        stomp: the STOMP broker when one is mounted, else ``None``.
+        stomp: the STOMP broker at ``/stomp``, unless built with ``stomp=False``.
     """
 
     def __init__(
@@ -66,7 +65,7 @@ class App:
         self.chat = ChatServer(
             backplane, store=store, policy=chat_policy, counters=self.stats.endpoint("chat")
         )
-        self.stomp: Any = None
+        self.stomp: Broker | None = None
 
         web = importlib.resources.files("fullduplex.apps") / "web"
         self.router.static("/", web)
@@ -80,17 +79,9 @@ class App:
         self.router.http("/stats", self.stats_route)
 
     def _mount_stomp(self) -> None:
-        """Mount the STOMP broker at ``/stomp`` if this build has one."""
-        try:
-            from ..stomp import Broker  # type: ignore[attr-defined]
-        except ImportError:
-            return
+        """Mount the STOMP broker at ``/stomp``."""
         self.stomp = Broker()
-        handler = getattr(self.stomp, "handler", None)
-        if handler is None:
-            self.stomp = None
-            return
-        self.router.websocket("/stomp", self.stats.track("stomp", handler), STOMP_SUBPROTOCOLS)
+        self.router.websocket("/stomp", self.stats.track("stomp", self.stomp.handler), SUBPROTOCOLS)
 
     def healthz(self, request: Request) -> Response:
         """``/healthz``: 200 when the backplane works, else 503; JSON either way."""
@@ -105,6 +96,8 @@ class App:
         snapshot = self.stats.snapshot()
         snapshot["backplane"] = self.backplane.status()
         snapshot["rooms"] = len(self.chat.rooms)
+        if self.stomp is not None:
+            snapshot["stomp"] = dataclasses.asdict(self.stomp.stats)
         return json_response(200, snapshot)
 
     def serve(
@@ -125,6 +118,8 @@ class App:
 
     async def close(self) -> None:
         """Release the chat's subscriptions and the backplane (after the server closed)."""
+        if self.stomp is not None:
+            await self.stomp.close()
         await self.chat.close()
         await self.backplane.close()
 
@@ -143,7 +138,7 @@ def build_app(
             :class:`~fullduplex.pubsub.MemoryBackplane`).
         store: room state (default: the backplane's :meth:`~Backplane.room_store`).
         chat_policy: chat limits (history size, rates, lengths).
-        stomp: mount the STOMP broker at ``/stomp`` when available.
+        stomp: mount a STOMP broker at ``/stomp``.
     """
     return App(
         backplane if backplane is not None else MemoryBackplane(),
