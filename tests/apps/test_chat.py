@@ -368,3 +368,26 @@ async def test_the_close_timeout_does_not_matter_for_a_quiet_room() -> None:
     async with running() as srv:
         a = await srv.joined("quiet", "ada")
         await asyncio.wait_for(a.close(), 2)
+
+
+async def test_congested_members_miss_events_and_are_counted() -> None:
+    async with running() as srv:
+        a = await srv.joined("lobby", "ada")
+        b = await srv.joined("lobby", "bob")
+        await a.expect("presence", event="join", nick="bob")
+        [bob_on_server] = [
+            conn for conn in srv.server.connections if conn.remote_address == b.conn.local_address
+        ]
+        proto = bob_on_server.protocol
+        assert proto is not None
+        proto.pause_writing()  # what the transport does when its buffer is full
+        await a.say("while bob is slow")
+        await a.expect("message", text="while bob is slow")
+        proto.resume_writing()
+        await a.say("after")
+        await a.expect("message", text="after")
+        await b.expect("message", text="after")  # the first one was skipped for bob
+        chat = (await srv.get("/stats")).json()["endpoints"]["chat"]
+        assert chat["skipped"] == 1
+        await a.close()
+        await b.close()
