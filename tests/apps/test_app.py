@@ -15,7 +15,7 @@ from fullduplex.apps.app import build_app
 from fullduplex.cli import build_parser
 from fullduplex.pubsub import MemoryBackplane
 
-from .support import TIMEOUT, http_get, running
+from .support import TIMEOUT, ChatClient, http_get, running
 
 
 async def test_healthz_reports_the_backplane() -> None:
@@ -189,3 +189,19 @@ async def test_serve_command_runs_and_stops_on_sigterm() -> None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+async def test_serve_app_over_tls() -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    async with running(ssl=server_context) as srv:
+        client = await ChatClient.open(srv.url("/chat", "wss"), ssl=client_context)
+        await client.join("secure", "ada")
+        await client.close()
