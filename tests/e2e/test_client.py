@@ -28,6 +28,7 @@ from .rawclient import (
     TEXT,
     RawPeer,
     RawServer,
+    accept_key,
     close_payload,
     encode_frame,
     raw_server,
@@ -204,6 +205,30 @@ async def test_bad_accept_key_is_refused() -> None:
         )
         with pytest.raises(HandshakeError):
             await asyncio.wait_for(connecting, 5)
+
+
+async def test_first_frame_in_the_same_write_as_the_101_is_not_lost() -> None:
+    # §4.2.2: once the server has sent its response it may send data at once, so the
+    # bytes behind the response head are the first frames.
+    async with raw_server() as server:
+        connecting = asyncio.ensure_future(fullduplex.connect(server.url, close_timeout=1))
+        peer = await server.accept()
+        request = await peer.read_http()
+        key = request.get("Sec-WebSocket-Key")
+        assert key
+        await peer.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+            + accept_key(key).encode()
+            + b"\r\n\r\n"
+            + encode_frame(TEXT, b"right behind the head", mask=None)
+        )
+        conn = await asyncio.wait_for(connecting, 5)
+        try:
+            assert await asyncio.wait_for(conn.recv(), 5) == "right behind the head"
+        finally:
+            peer.close_tcp()
+            await asyncio.wait_for(_quiet_close(conn), 5)
 
 
 async def test_non_101_answer_raises_invalid_status() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .rawclient import BINARY, CLOSE, PING, TEXT, close_payload, raw_client
+from .rawclient import BINARY, CLOSE, PING, TEXT, close_payload, encode_header, raw_client
 from .support import CloseRecorder, assert_echo, echo_server
 
 VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999]
@@ -175,3 +175,30 @@ async def test_server_close_sends_1001_to_clients() -> None:
         closing = asyncio.ensure_future(server.close())
         assert await peer.expect_close(1001) == []
         await asyncio.wait_for(closing, 5)
+
+
+async def test_server_drops_tcp_after_close_timeout_if_the_client_never_answers() -> None:
+    async def handler(conn: Any) -> None:
+        pass  # returns at once: the server starts the closing handshake with 1000
+
+    async with (
+        echo_server(handler, close_timeout=0.3) as server,
+        raw_client(server.port) as peer,
+    ):
+        frame = await peer.recv_frame()
+        assert (frame.opcode, frame.close_code) == (CLOSE, 1000), frame
+        await peer.expect_eof()  # we never send our close frame
+
+
+async def test_server_drops_tcp_after_close_timeout_if_the_client_stops_mid_frame() -> None:
+    async def handler(conn: Any) -> None:
+        await conn.close(1000)
+
+    async with (
+        echo_server(handler, close_timeout=0.3) as server,
+        raw_client(server.port) as peer,
+    ):
+        await peer.send(encode_header(BINARY, 100, mask=b"abcd") + b"partial")
+        frame = await peer.recv_frame()
+        assert (frame.opcode, frame.close_code) == (CLOSE, 1000), frame
+        await peer.expect_eof()

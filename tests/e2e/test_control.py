@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .rawclient import BINARY, PING, PONG, TEXT, encode_header, raw_client
+from .rawclient import BINARY, CLOSE, PING, PONG, TEXT, encode_header, raw_client
 from .support import assert_echo, echo_server
 
 
@@ -69,3 +69,36 @@ async def test_pings_sent_one_byte_at_a_time() -> None:
         await peer.send_frame(PING, b"slowly", chop=1)
         pong = await peer.recv_frame()
         assert (pong.opcode, pong.payload) == (PONG, b"slowly")
+
+
+async def test_keepalive_pings_answered_keep_the_connection_open() -> None:
+    async with (
+        echo_server(ping_interval=0.1, ping_timeout=1) as server,
+        raw_client(server.port) as peer,
+    ):
+        for _ in range(3):
+            ping = await peer.recv_frame()
+            assert ping.opcode == PING and ping.mask is None, ping
+            await peer.send_frame(PONG, ping.payload)
+        await peer.send_frame(TEXT, "still open")
+        while (frame := await peer.recv_frame()).opcode == PING:
+            await peer.send_frame(PONG, frame.payload)
+        assert (frame.opcode, frame.payload) == (TEXT, b"still open")
+
+
+async def test_keepalive_without_pongs_ends_the_connection() -> None:
+    async with (
+        echo_server(ping_interval=0.1, ping_timeout=0.2) as server,
+        raw_client(server.port) as peer,
+    ):
+        # Never answer: the server must give up on us within a bounded time, with a
+        # close frame (any code: the RFC leaves it open) or by dropping TCP.
+        while True:
+            try:
+                frame = await peer.recv_frame()
+            except EOFError:
+                break
+            if frame.opcode == CLOSE:
+                await peer.expect_eof()
+                break
+            assert frame.opcode == PING, frame

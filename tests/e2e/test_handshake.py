@@ -207,3 +207,55 @@ async def test_request_path_reaches_the_handler() -> None:
         async with raw_client(server.port, path="/room/42?user=ada") as peer:
             assert await asyncio.wait_for(seen, 5) == "/room/42?user=ada"
             await peer.expect_close(1000)
+
+
+async def test_request_sent_one_byte_at_a_time() -> None:
+    async with echo_server() as server:
+        peer = await open_tcp(server.port)
+        try:
+            key = "dGhlIHNhbXBsZSBub25jZQ=="
+            await peer.send(_request(upgrade_headers(server.port, key)), chop=1)
+            response = await peer.read_http()
+            assert response.status == 101, response
+            assert response.get("Sec-WebSocket-Accept") == accept_key(key)
+            await assert_echo(peer)
+        finally:
+            await peer.aclose()
+
+
+async def test_huge_request_head_is_refused_without_hurting_the_server() -> None:
+    async with echo_server() as server:
+        headers = [*upgrade_headers(server.port)]
+        headers += [(f"X-Filler-{i}", "f" * 1000) for i in range(200)]  # ~200 KB
+        peer = await open_tcp(server.port)
+        try:
+            await peer.send(_request(headers))
+            try:
+                response = await peer.read_http()
+            except (EOFError, ConnectionError):
+                pass  # dropping the connection is also a refusal
+            else:
+                assert response.status in (400, 431), response
+        finally:
+            await peer.aclose()
+        async with raw_client(server.port) as fine:
+            await assert_echo(fine)
+
+
+async def test_silent_connection_is_closed_after_open_timeout() -> None:
+    async with echo_server(open_timeout=0.3) as server:
+        peer = await open_tcp(server.port)
+        try:
+            # Nothing sent: within a bounded time the server gives up on us. It may
+            # answer something first (e.g. 408); what matters is that TCP closes.
+            await asyncio.wait_for(_until_eof(peer), 5)
+        finally:
+            await peer.aclose()
+
+
+async def _until_eof(peer: Any) -> None:
+    while not peer.at_eof:
+        try:
+            await peer.read_http()
+        except EOFError:
+            return

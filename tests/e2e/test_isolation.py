@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from .rawclient import (
     BINARY,
     CONT,
     PING,
+    PONG,
     RSV1,
     TEXT,
     RawPeer,
@@ -177,3 +180,19 @@ async def test_many_bad_clients_at_once() -> None:
             for peer, _ in peers:
                 await peer.aclose()
         await assert_echo(good)
+
+
+async def test_many_clients_interleaving_their_messages() -> None:
+    async def chat(peer: RawPeer, n: int) -> None:
+        for i in range(20):
+            payload = f"client {n} message {i}".encode() * (1 + i % 5)
+            await peer.send_frames(
+                [(TEXT, payload[:3], False), (PING, b"%d" % i, True), (CONT, payload[3:], True)]
+            )
+            pong = await peer.recv_frame()
+            assert (pong.opcode, pong.payload) == (PONG, b"%d" % i)
+            assert await peer.recv_message() == (TEXT, payload)
+
+    async with echo_server() as server, AsyncExitStack() as stack:
+        peers = [await stack.enter_async_context(raw_client(server.port)) for _ in range(25)]
+        await asyncio.gather(*(chat(peer, n) for n, peer in enumerate(peers)))

@@ -12,7 +12,18 @@ from __future__ import annotations
 
 import pytest
 
-from .rawclient import BINARY, CLOSE, PING, RSV1, RSV2, RSV3, TEXT, close_payload, raw_client
+from .rawclient import (
+    BINARY,
+    CLOSE,
+    PING,
+    RSV1,
+    RSV2,
+    RSV3,
+    TEXT,
+    close_payload,
+    encode_frame,
+    raw_client,
+)
 from .support import assert_echo, echo_server, opcode_name
 
 BAD_FRAMES = {TEXT: b"hello", BINARY: b"\x00\x01", PING: b"ping", CLOSE: close_payload(1000)}
@@ -73,3 +84,17 @@ async def test_connection_stays_usable_without_reserved_bits() -> None:
     async with echo_server() as server, raw_client(server.port) as peer:
         for opcode, payload in GOOD:
             await assert_echo(peer, opcode, payload)
+
+
+@pytest.mark.parametrize(
+    ("opcode", "rsv", "payload"),
+    [(TEXT, RSV1, b"rsv"), (BINARY, RSV3, b""), (0x5, 0, b"op5"), (0xC, 0, b"opC")],
+    ids=["text-rsv1", "binary-rsv3", "op5", "opC"],
+)
+async def test_bad_header_sent_one_byte_at_a_time_fails_1002(
+    opcode: int, rsv: int, payload: bytes
+) -> None:
+    # The parser sees the header in pieces; the verdict must not depend on that.
+    async with echo_server() as server, raw_client(server.port) as peer:
+        await peer.send(encode_frame(opcode, payload, rsv=rsv), chop=1)
+        assert await peer.expect_close(1002, reply=False) == []
