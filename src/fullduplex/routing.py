@@ -28,6 +28,13 @@ from .protocol.handshake import Request, Response
 __all__ = ["Router"]
 
 Handler = Callable[[Connection], Awaitable[None]]
+
+
+class _Unset:
+    pass
+
+
+_UNSET = _Unset()
 HTTPRoute = Callable[[Request], "Response | Awaitable[Response]"]
 
 
@@ -39,14 +46,25 @@ class Router:
         self._subprotocols: dict[str, list[str]] = {}
         self._http: dict[str, HTTPRoute] = {}
         self._static: list[StaticFiles] = []
+        self._max_size: dict[str, int | None] = {}
 
     def websocket(
-        self, path: str, handler: Handler, subprotocols: Sequence[str] | None = None
+        self,
+        path: str,
+        handler: Handler,
+        subprotocols: Sequence[str] | None = None,
+        *,
+        max_size: int | _Unset | None = _UNSET,
     ) -> None:
-        """Serve WebSocket connections to ``path`` with ``handler``."""
+        """Serve WebSocket connections to ``path`` with ``handler``.
+
+        ``max_size`` overrides the server's message size limit for this endpoint.
+        """
         self._websockets[path] = handler
         if subprotocols:
             self._subprotocols[path] = list(subprotocols)
+        if max_size is not _UNSET:
+            self._max_size[path] = max_size  # type: ignore[assignment]
 
     def http(self, path: str, route: HTTPRoute) -> None:
         """Answer plain HTTP requests to ``path`` with ``route(request)``."""
@@ -77,6 +95,10 @@ class Router:
         path = split_path(request.path)
         if is_upgrade(request):
             if path in self._websockets:
+                if path in self._max_size and hasattr(conn, "max_size"):
+                    # Read before the connection opens, so the limit applies from
+                    # the first frame.
+                    conn.max_size = self._max_size[path]
                 return None
             return response(404, f"No WebSocket endpoint at {path}.\n")
         route = self._http.get(path)

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import os
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..errors import InvalidState, closed_error
 from ..protocol.connection import Connection as Core, Side, State
@@ -150,7 +150,8 @@ class WebSocketProtocol(asyncio.Protocol):
     # --------------------------------------------------------- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not subclasses of asyncio.Transport: no isinstance.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=self.write_limit, low=self.write_limit // 4)
         self.remote_address = transport.get_extra_info("peername")
@@ -409,6 +410,9 @@ class WebSocketProtocol(asyncio.Protocol):
         if core.state is State.OPEN:
             core.send_close(code, reason)
             self._arm_close_timer()
+            # The peer's close frame may be behind messages we stopped reading
+            # because the application was slow: read on, or the handshake stalls.
+            self.resume_reading()
             if not self._dispatching:
                 self._flush()
 
