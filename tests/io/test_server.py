@@ -360,3 +360,20 @@ async def test_open_timeout_does_not_touch_an_open_connection() -> None:
         await conn.send("still here")
         assert await wait(conn.recv()) == "still here"
         assert conn.state is State.OPEN
+
+
+# ------------------------------------------------------------------ other event loops
+
+
+def test_serve_and_connect_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        async with running(close_timeout=0.1) as server:
+            await asyncio.wait_for(assert_echoes(server), 1)
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
