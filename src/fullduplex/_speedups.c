@@ -285,9 +285,20 @@ mask_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *k
  * there, without waiting for the end of the message).
  */
 #define UTF8_STATES 8
-#define UTF8_REJECT 0xFF
+/* An extra, absorbing state, so the inner loop needs no test per byte. */
+#define UTF8_REJECT 8
 
-static uint8_t utf8_next[UTF8_STATES][256];
+static uint8_t utf8_next[UTF8_STATES + 1][256];
+
+/*
+ * The same DFA as a "shift DFA": state s is kept as the bit offset 6 * s, and
+ * utf8_rows[byte] holds, at bit offset 6 * s, the offset of the state that byte
+ * leads to from s. A step is then `st = utf8_rows[byte] >> (st & 63)`: the load
+ * depends only on the input byte, so the chain from one byte to the next is one
+ * shift instead of a dependent table load, which makes mixed text several times
+ * faster.
+ */
+static uint64_t utf8_rows[256];
 
 static void
 utf8_set(int state, int lo, int hi, uint8_t next)
@@ -300,6 +311,7 @@ utf8_set(int state, int lo, int hi, uint8_t next)
 static void
 utf8_init(void)
 {
+    /* Every byte without a transition below, and every byte from the reject state. */
     memset(utf8_next, UTF8_REJECT, sizeof(utf8_next));
     utf8_set(0, 0x00, 0x7F, 0);
     utf8_set(0, 0xC2, 0xDF, 1);
@@ -317,16 +329,26 @@ utf8_init(void)
     utf8_set(5, 0x80, 0x9F, 1);
     utf8_set(6, 0x90, 0xBF, 2);
     utf8_set(7, 0x80, 0x8F, 2);
+    for (int b = 0; b < 256; b++) {
+        uint64_t row = 0;
+        for (int state = 0; state <= UTF8_STATES; state++) {
+            row |= (uint64_t)(6 * utf8_next[state][b]) << (6 * state);
+        }
+        utf8_rows[b] = row;
+    }
 }
 
 #define HIGH_BITS 0x8080808080808080ULL
 
+/* Bytes the DFA takes in one go after a non-ASCII byte, before looking for ASCII. */
+#define UTF8_BLOCK 16
+
 /* Run the DFA over p[0..n) from `state`; the new state, or -1 at an impossible byte. */
 static int
-utf8_run(const uint8_t *p, Py_ssize_t n, int state)
+utf8_run(const uint8_t *p, Py_ssize_t n, unsigned int state)
 {
-    Py_ssize_t i = 0;
-    uint64_t w0, w1, w2, w3;
+    Py_ssize_t i = 0, stop;
+    uint64_t w0, w1, w2, w3, st;
 
     while (i < n) {
         if (state == 0) {
@@ -346,20 +368,27 @@ utf8_run(const uint8_t *p, Py_ssize_t n, int state)
                     break;
                 }
             }
-            while (i < n && p[i] < 0x80) {
-                i++;
-            }
             if (i == n) {
                 break;
             }
         }
-        state = utf8_next[state][p[i]];
+        /*
+         * Mixed text: a shift-DFA walk over a block. Its only branch is the
+         * loop's, so the cost does not depend on how the characters are mixed
+         * (per-byte tests mispredict on text that alternates widths). A rejected
+         * byte leads to the absorbing state, checked once per block.
+         */
+        stop = n - i > UTF8_BLOCK ? i + UTF8_BLOCK : n;
+        st = 6 * state;
+        for (; i < stop; i++) {
+            st = utf8_rows[p[i]] >> (st & 63);
+        }
+        state = (unsigned int)(st & 63) / 6;
         if (state == UTF8_REJECT) {
             return -1;
         }
-        i++;
     }
-    return state;
+    return (int)state;
 }
 
 PyDoc_STRVAR(utf8_check_doc,
@@ -402,7 +431,7 @@ utf8_check(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *
     if (PyObject_GetBuffer(argv[0], &data, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    result = utf8_run((const uint8_t *)data.buf, data.len, (int)state);
+    result = utf8_run((const uint8_t *)data.buf, data.len, (unsigned int)state);
     PyBuffer_Release(&data);
     return PyLong_FromLong(result);
 }
