@@ -104,10 +104,12 @@ def _read_lines(stdin: IO[bytes], loop: asyncio.AbstractEventLoop, queue: Any) -
         for raw in iter(stdin.readline, b""):
             line = raw.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
             loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+    except RuntimeError:
+        pass  # the loop is closed: the connection ended before the input did
     except (OSError, ValueError):
-        pass  # stdin closed under us: treat it as the end of input
-    finally:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to tell
+        # stdin closed under us: treat it as the end of input
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
 
