@@ -84,7 +84,7 @@ class Peers:
         self.thread.start()
         self._stack = contextlib.AsyncExitStack()
         self.user_data = tempfile.TemporaryDirectory(prefix="fullduplex-chromium-")
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(PAGES))
+        handler = functools.partial(_QuietHandler, directory=str(PAGES))
         self.httpd = _QuietHTTPServer(("127.0.0.1", 0), handler)
         self.http_thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.http_thread.start()
@@ -132,12 +132,16 @@ class _QuietHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep the test output clean
+
+
 @pytest.fixture(scope="module")
 def peers() -> Iterator[Peers]:
     reason = _missing()
     if reason is not None:
         pytest.skip(reason)
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *args: None  # type: ignore[method-assign]
     peers = Peers()
     try:
         peers.call(peers.start(), timeout=60)
