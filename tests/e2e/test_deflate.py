@@ -232,8 +232,6 @@ def expected_agreement(offer: DeflateOptions, server: DeflateOptions) -> Agreed 
         client_bits = min(offered, server_limit or 15)
         if client_bits < 15:
             params["client_max_window_bits"] = str(client_bits)
-    elif type(offer.client_max_window_bits) is int:  # pragma: no cover - covered above
-        client_bits = offer.client_max_window_bits
     return Agreed(snct, cnct, server_bits, client_bits, params)
 
 
@@ -893,6 +891,24 @@ async def test_max_size_counts_inflated_bytes(opcode: int, parts: int) -> None:
         async with raw_deflate_client(server.port, "permessage-deflate") as (peer, _):
             await send_compressed(peer, opcode, Deflater().fragments(exact + b"q", parts))
             assert await peer.expect_close(1009) == []
+
+
+async def test_max_size_applies_to_the_inflated_size_not_the_wire_size() -> None:
+    # Random bytes do not compress: the payload is a little longer than max_size, but
+    # the message is exactly max_size bytes, so it is accepted.
+    limit = 70_000
+    data = random.Random(11).randbytes(limit)
+    async with (
+        echo_server(max_size=limit) as server,
+        raw_deflate_client(server.port, "permessage-deflate") as (peer, _),
+    ):
+        inflater = Inflater()
+        for parts in (1, 3):
+            # A fresh compressor each time: no back-reference to the previous copy.
+            payloads = Deflater(no_context_takeover=True).fragments(data, parts)
+            assert sum(map(len, payloads)) > limit
+            await send_compressed(peer, BINARY, payloads)
+            assert await recv_compressed(peer, inflater) == (BINARY, data)
 
 
 def _zdict_stream() -> bytes:

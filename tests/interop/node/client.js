@@ -20,7 +20,8 @@
  *     "send": ["text", ...],               texts sent after the ping, no echo expected
  *     "close": {"code": 4000, "reason": "bye"},   close after that (omit: wait for the
  *                                                 server to close)
- *     "timeout": 10000                     milliseconds before giving up
+ *     "timeout": 10000,                    milliseconds before giving up
+ *     "perMessageDeflate": {"threshold": 0}   ws's perMessageDeflate option (default false)
  *   }
  *
  * "size" counts bytes for binary messages and characters (code points) for text.
@@ -31,12 +32,13 @@
  *
  * Prints one JSON report on stdout and exits 0 if every check passed, 1 otherwise:
  *
- *   {"ok": true, "errors": [], "opened": true, "protocol": "chat",
+ *   {"ok": true, "errors": [], "opened": true, "protocol": "chat", "extensions": "",
  *    "messages": [{"type": "text", "size": 125, "bytes": 125, "echoed": true}],
  *    "pong": {"received": true, "data": "payload"},
  *    "close": {"code": 4000, "reason": "bye", "wasClean": true}}
  *
- * permessage-deflate is disabled.
+ * permessage-deflate is disabled unless the scenario gives "perMessageDeflate"; the report's
+ * "extensions" is the Sec-WebSocket-Extensions value of the 101 response ("" if none).
  */
 
 const WebSocket = require('ws');
@@ -101,10 +103,16 @@ class Inbox {
 }
 
 async function run(url, scenario, report) {
-  const options = { perMessageDeflate: false, maxPayload: 256 * 1024 * 1024 };
+  const options = {
+    perMessageDeflate: scenario.perMessageDeflate === undefined ? false : scenario.perMessageDeflate,
+    maxPayload: 256 * 1024 * 1024,
+  };
   if (scenario.headers) options.headers = scenario.headers;
   const ws = new WebSocket(url, scenario.protocols || [], options);
   const inbox = new Inbox(ws);
+  ws.once('upgrade', (response) => {
+    report.extensions = response.headers['sec-websocket-extensions'] || '';
+  });
 
   const closed = new Promise((resolve) => {
     ws.addEventListener('close', (event) => {
@@ -175,6 +183,7 @@ async function main() {
   const [url, scenarioJson] = process.argv.slice(2);
   const scenario = scenarioJson ? JSON.parse(scenarioJson) : {};
   const report = { ok: false, errors: [], opened: false, protocol: null, messages: [] };
+  report.extensions = '';
   report.pong = null;
   report.close = null;
 

@@ -4,12 +4,14 @@
  * A Node `ws` echo server used as a peer by the Python interop tests.
  *
  *   node echo_server.js [--protocols a,b] [--close-code 4000] [--close-reason text]
+ *                       [--per-message-deflate JSON]
  *
  * Listens on an ephemeral port on 127.0.0.1 and writes one JSON object per line on
  * stdout:
  *
  *   {"event": "listening", "port": 12345}
- *   {"event": "connection", "id": 1, "protocol": "chat", "headers": {...}, "path": "/x"}
+ *   {"event": "connection", "id": 1, "protocol": "chat", "headers": {...}, "path": "/x",
+ *    "extensions": "permessage-deflate; ..."}
  *   {"event": "close", "id": 1, "code": 1000, "reason": "", "wasClean": true}
  *
  * Every message is echoed with its type (text or binary) preserved, except these text
@@ -24,13 +26,21 @@
  * in the list, and answers with none when nothing matches (the client decides whether
  * that is acceptable). Without it, no subprotocol is ever selected.
  *
- * permessage-deflate is disabled. The process exits on SIGTERM or when stdin closes.
+ * permessage-deflate is disabled unless --per-message-deflate gives the `perMessageDeflate`
+ * option of `ws`'s server as JSON (`true`, or an object such as {"threshold": 0,
+ * "serverMaxWindowBits": 10}); "extensions" is the Sec-WebSocket-Extensions value of the
+ * 101 response ("" if none). The process exits on SIGTERM or when stdin closes.
  */
 
 const { WebSocketServer } = require('ws');
 
 function parseArgs(argv) {
-  const options = { protocols: null, closeCode: 4000, closeReason: 'server says bye' };
+  const options = {
+    protocols: null,
+    closeCode: 4000,
+    closeReason: 'server says bye',
+    perMessageDeflate: false,
+  };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     const value = argv[i + 1];
@@ -42,6 +52,9 @@ function parseArgs(argv) {
       i += 1;
     } else if (arg === '--close-reason') {
       options.closeReason = value;
+      i += 1;
+    } else if (arg === '--per-message-deflate') {
+      options.perMessageDeflate = JSON.parse(value);
       i += 1;
     } else {
       throw new Error(`unknown argument: ${arg}`);
@@ -56,7 +69,11 @@ function emit(obj) {
 
 const options = parseArgs(process.argv.slice(2));
 
-const serverOptions = { host: '127.0.0.1', port: 0, perMessageDeflate: false };
+const serverOptions = {
+  host: '127.0.0.1',
+  port: 0,
+  perMessageDeflate: options.perMessageDeflate,
+};
 if (options.protocols !== null) {
   serverOptions.handleProtocols = (offered) => {
     for (const protocol of options.protocols) {
@@ -71,6 +88,14 @@ if (options.protocols !== null) {
 const server = new WebSocketServer(serverOptions);
 let nextId = 1;
 
+// The response's Sec-WebSocket-Extensions (ws.extensions only has the names).
+const responseExtensions = new WeakMap();
+server.on('headers', (headers, request) => {
+  const prefix = 'sec-websocket-extensions:';
+  const line = headers.find((h) => h.toLowerCase().startsWith(prefix));
+  responseExtensions.set(request, line ? line.slice(prefix.length).trim() : '');
+});
+
 server.on('listening', () => {
   emit({ event: 'listening', port: server.address().port });
 });
@@ -84,6 +109,7 @@ server.on('connection', (ws, request) => {
     protocol: ws.protocol || null,
     path: request.url,
     headers: request.headers,
+    extensions: responseExtensions.get(request) || '',
   });
 
   ws.on('message', (data, isBinary) => {
