@@ -111,9 +111,12 @@ class Deflater:
 class Inflater:
     """Decompresses what a peer sends, holding it to a window of ``bits`` (§7.2.2)."""
 
-    def __init__(self, bits: int = 15, *, no_context_takeover: bool = False) -> None:
+    def __init__(
+        self, bits: int = 15, *, no_context_takeover: bool = False, strict: bool = True
+    ) -> None:
         self.bits = bits
         self.no_context_takeover = no_context_takeover
+        self.strict = strict  # byte by byte, checking every distance against the window
         self._d: Any = None
 
     def message(self, payloads: list[bytes]) -> bytes:
@@ -121,7 +124,9 @@ class Inflater:
             self._d = zlib.decompressobj(-self.bits)
         out = bytearray()
         for payload in [*payloads, TAIL]:
-            out += _inflate_bytewise(self._d, payload)
+            out += (
+                _inflate_bytewise(self._d, payload) if self.strict else self._d.decompress(payload)
+            )
         return bytes(out)
 
 
@@ -501,6 +506,8 @@ REFUSED_OFFERS = {
     "client-bits-signed": "permessage-deflate; client_max_window_bits=+9",
     "flag-with-value": "permessage-deflate; server_no_context_takeover=1",
     "client-flag-with-value": "permessage-deflate; client_no_context_takeover=true",
+    "other-extension-only": "x-webkit-deflate-frame",
+    "name-prefix": "permessage-deflate-ish",
 }
 
 
@@ -636,6 +643,32 @@ async def test_client_context_takeover_and_uncompressed_messages_in_between() ->
         await send_compressed(peer, BINARY, [second])
         assert await recv_compressed(peer, inflater) == (TEXT, b"text " * 100)
         assert await recv_compressed(peer, inflater) == (BINARY, first)
+
+
+async def test_client_breaking_its_no_context_takeover_promise_fails_1007() -> None:
+    # With client_no_context_takeover agreed the server drops its decompressor after
+    # each message; a client that refers back anyway gets 1007, never wrong data.
+    offer = "permessage-deflate; client_no_context_takeover"
+    async with echo_server() as server, raw_deflate_client(server.port, offer) as (peer, _):
+        deflater = Deflater()  # keeps its window, against the agreement
+        data = random.Random(12).randbytes(1_000)
+        await send_compressed(peer, BINARY, [deflater.message(data)])
+        assert await recv_compressed(peer, Inflater()) == (BINARY, data)
+        await send_compressed(peer, BINARY, [deflater.message(data)])
+        assert await peer.expect_close(1007) == []
+
+
+async def test_no_max_size_with_compression() -> None:
+    async with echo_server(max_size=None) as server:
+        async with raw_deflate_client(server.port, "permessage-deflate") as (peer, _):
+            data = bytes(3 * MiB)
+            inflater = Inflater(strict=False)
+            for parts in (1, 2):
+                await send_compressed(peer, BINARY, Deflater().fragments(data, parts))
+                assert await recv_compressed(peer, inflater) == (BINARY, data)
+        async with raw_deflate_client(server.port, "permessage-deflate") as (peer, _):
+            await peer.send_frame(BINARY, CORRUPT["invalid-block-type"], rsv=RSV1)
+            assert await peer.expect_close(1007) == []
 
 
 async def test_client_no_context_takeover_with_final_blocks() -> None:
@@ -902,7 +935,7 @@ async def test_max_size_applies_to_the_inflated_size_not_the_wire_size() -> None
         echo_server(max_size=limit) as server,
         raw_deflate_client(server.port, "permessage-deflate") as (peer, _),
     ):
-        inflater = Inflater()
+        inflater = Inflater(strict=False)
         for parts in (1, 3):
             # A fresh compressor each time: no back-reference to the previous copy.
             payloads = Deflater(no_context_takeover=True).fragments(data, parts)
@@ -1068,6 +1101,41 @@ async def test_client_context_takeover_on_the_wire(takeover: bool) -> None:
             assert sizes[1] < sizes[0] // 10, sizes
         else:
             assert sizes[0] == sizes[1] == sizes[2], sizes
+
+
+async def test_client_keeps_its_own_promises_when_the_server_does_not_echo_them() -> None:
+    # We offered client_max_window_bits=10 and client_no_context_takeover; the server
+    # answers with neither. The offer was a promise (§7.1.1.2, §7.1.2.2): keep it.
+    options = DeflateOptions(client_no_context_takeover=True, client_max_window_bits=10)
+    async with client_against_raw_server("permessage-deflate", compression=options) as (
+        conn,
+        peer,
+        request,
+    ):
+        offer = request.get("Sec-WebSocket-Extensions") or ""
+        assert "client_no_context_takeover" in offer and "client_max_window_bits=10" in offer
+        data = structured(2 * (2**10 + 1_000), 10, 2**10 + 1_000)
+        sizes = []
+        for _ in range(2):
+            await conn.send(data)
+            frames = await recv_frames(peer)
+            assert frames[0].rsv == RSV1
+            sizes.append(len(frames[0].payload))
+            assert Inflater(10).message([frames[0].payload]) == data
+        assert sizes[0] == sizes[1], sizes
+
+
+@pytest.mark.parametrize("bits", [8, 9, 12])
+async def test_client_accepts_a_server_window_it_did_not_ask_for(bits: int) -> None:
+    response = f"permessage-deflate; server_max_window_bits={bits}"
+    async with client_against_raw_server(response) as (conn, peer, _):
+        assert conn.protocol.deflate is not None
+        assert conn.protocol.deflate.remote_max_window_bits == bits
+        deflater = Deflater(bits)
+        data = structured(5_000, bits, 200)
+        for _ in range(2):
+            await send_compressed(peer, TEXT, deflater.fragments(data.hex().encode(), 2))
+            assert await asyncio.wait_for(conn.recv(), TIMEOUT) == data.hex()
 
 
 async def test_client_rsv1_rules() -> None:
