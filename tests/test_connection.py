@@ -334,3 +334,26 @@ async def test_close_is_idempotent_and_state_goes_to_closed() -> None:
         assert conn.state is State.CLOSED
         assert conn.close_code == 1000
         assert conn.close_reason == ""
+
+
+async def test_ping_after_close_raises_connection_closed() -> None:
+    async with running() as server:
+        conn = await fullduplex.connect(url(server))
+        await wait(conn.close())
+        with pytest.raises(ConnectionClosedOK):
+            await wait(conn.ping())
+
+
+async def test_ping_with_a_timeout_against_a_peer_that_never_answers() -> None:
+    from e2e.rawclient import raw_server
+
+    async with raw_server() as server:
+        task = asyncio.ensure_future(fullduplex.connect(server.url, close_timeout=0.1))
+        peer = await server.accept()
+        await peer.accept_handshake()
+        conn = await wait(task)
+        with pytest.raises(TimeoutError):
+            await conn.ping(b"anyone?", timeout=0.1)
+        assert (await peer.recv_frame()).payload == b"anyone?"
+        conn.protocol.abort()  # type: ignore[union-attr]
+        await wait(conn.wait_closed())

@@ -319,3 +319,18 @@ async def test_known_host_is_accepted(host: str) -> None:
             assert await peer.recv_message() == (TEXT, b"hi")
             await peer.send_close(1000)
             await peer.expect_close(1000, reply=False)
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("[::1]", 101), ("[::1]:9000", 101), ("[::2]:9000", 400), ("::1", 400)],
+)
+async def test_ipv6_host_names(host: str, status: int) -> None:
+    async with running(hosts=["[::1]"]) as server:
+        headers = [("Host", host)] + [
+            (k, v) for k, v in upgrade_headers(server.port) if k != "Host"
+        ]
+        lines = ["GET / HTTP/1.1", *(f"{k}: {v}" for k, v in headers), "", ""]
+        async with raw_client(server.port, handshake=False) as peer:
+            await peer.send("\r\n".join(lines).encode())
+            assert (await peer.read_http()).status == status

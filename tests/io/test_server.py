@@ -377,3 +377,19 @@ def test_serve_and_connect_on_uvloop() -> None:
         loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+async def test_cancelling_serve_forever_closes_the_server() -> None:
+    server = await fullduplex.serve(echo, "127.0.0.1", 0)
+    port = server.port
+    client = await fullduplex.connect(url(server))
+    task = asyncio.ensure_future(server.serve_forever())
+    await asyncio.sleep(0)  # let it start waiting
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await wait(task)
+    with pytest.raises(ConnectionClosedOK) as info:
+        await wait(client.recv())
+    assert info.value.code == 1001
+    with pytest.raises(OSError):
+        await fullduplex.connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT)
