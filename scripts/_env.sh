@@ -8,6 +8,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO_ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 NODE_DIR="$REPO_ROOT/tests/interop/node"
+STOMP_NODE_DIR="$REPO_ROOT/tests/interop/stomp_node"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_NO_INPUT=1
@@ -113,18 +114,43 @@ ensure_venv() {
     printf '%s\n' "$want" >"$stamp"
 }
 
-# ensure_node_deps: `npm ci` in tests/interop/node when its lock file changed.
+# ensure_node_deps [DIR]: `npm ci` in DIR (default tests/interop/node) when its lock
+# file changed.
 ensure_node_deps() {
+    local dir="${1:-$NODE_DIR}"
     command -v node >/dev/null 2>&1 || die "node not found (Node 20 is required for the interop tests)"
     command -v npm >/dev/null 2>&1 || die "npm not found (Node 20 is required for the interop tests)"
-    local stamp="$NODE_DIR/node_modules/.fullduplex-stamp"
+    local stamp="$dir/node_modules/.fullduplex-stamp"
     local want
-    want="$(cat "$NODE_DIR/package.json" "$NODE_DIR/package-lock.json" <(node --version) \
+    want="$(cat "$dir/package.json" "$dir/package-lock.json" <(node --version) \
         | sha256sum | cut -d' ' -f1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi
-    log "npm ci in ${NODE_DIR#"$REPO_ROOT"/}"
-    (cd "$NODE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error </dev/null)
+    log "npm ci in ${dir#"$REPO_ROOT"/}"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error </dev/null)
     printf '%s\n' "$want" >"$stamp"
+}
+
+# ensure_rabbitmq_stomp: enable RabbitMQ's STOMP and Web-STOMP plugins when RabbitMQ is
+# installed here (the RabbitMQ interop tests skip without them). Idempotent; never
+# fails the run: says why when it cannot.
+ensure_rabbitmq_stomp() {
+    if ! command -v rabbitmq-plugins >/dev/null 2>&1; then
+        log "rabbitmq-plugins not found: RabbitMQ STOMP interop tests will be skipped"
+        return 0
+    fi
+    # Already serving STOMP (61613) and Web-STOMP (15674): nothing to do, and no
+    # ten-second rabbitmq-plugins run.
+    if (exec 3<>/dev/tcp/127.0.0.1/61613) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/15674) 2>/dev/null; then
+        return 0
+    fi
+    log "rabbitmq-plugins enable rabbitmq_stomp rabbitmq_web_stomp"
+    local output
+    if output="$(as_root rabbitmq-plugins enable rabbitmq_stomp rabbitmq_web_stomp </dev/null 2>&1)"; then
+        return 0
+    fi
+    log "could not enable rabbitmq_stomp/rabbitmq_web_stomp (RabbitMQ STOMP interop tests will be skipped):"
+    printf '%s\n' "$output" | tail -n 3 >&2
+    return 0
 }
