@@ -1,6 +1,6 @@
-"""stomp.py (PyPI) against our broker: ``stomp.Connection`` over TCP and
-``stomp.WSStompConnection`` over WebSocket (which offers no subprotocol); both STOMP 1.2
-(``stomp.Connection`` is 1.1, and works too: see the version test).
+"""stomp.py (PyPI) against our broker: ``stomp.Connection12`` over TCP and
+``stomp.WSStompConnection`` over WebSocket (which offers no subprotocol), both STOMP 1.2,
+and ``stomp.Connection`` (STOMP 1.1: acks by message-id and subscription).
 
 stomp.py is blocking and threaded, so each scenario runs in a worker thread while the
 broker runs on the test's event loop; every wait has a timeout.
@@ -298,3 +298,28 @@ async def test_error_on_malformed_frame(transport: str) -> None:
 
         await in_thread(scenario)
         assert len(instance.peers) == 0
+
+
+async def test_stomp_11_connection_acks_by_message_id() -> None:
+    async with broker() as (instance, ports):
+
+        def scenario() -> None:
+            conn = stomp.Connection([("127.0.0.1", ports["tcp"])], auto_decode=False)
+            peer = Peer("tcp", ports)
+            peer.conn = conn
+            conn.set_listener("peer", peer)
+            peer.connect()
+            try:
+                assert peer.connected_frame.headers["version"] == "1.1"
+                peer.subscribe("/queue/v11", "s", ack="client-individual")
+                peer.send("/queue/v11", "one")
+                message = peer.message()
+                peer.with_receipt(conn.nack, message.headers["message-id"], "s")
+                again = peer.message()
+                assert again.headers["redelivered"] == "true"
+                peer.with_receipt(conn.ack, again.headers["message-id"], "s")
+            finally:
+                peer.close()
+
+        await in_thread(scenario)
+        assert instance.router.queue_depth("/queue/v11") == 0
