@@ -138,10 +138,6 @@ async def test_garbage_instead_of_a_request_gets_400() -> None:
 # ------------------------------------------------------------------ connection cap
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve(max_connections=...) is not enforced: Server never passes at_capacity",
-)
 async def test_max_connections_answers_503_with_retry_after_and_frees_up() -> None:
     async with running(max_connections=2) as server:
         url = f"ws://127.0.0.1:{server.port}/"

@@ -70,7 +70,7 @@ class _Connect:
                         if name.lower() not in ("authorization", "cookie")
                     ]
                 uri = target
-            raise InvalidURI(f"more than {max_redirects} redirects")
+        raise InvalidURI(f"more than {max_redirects} redirects")
 
     async def _open_once(
         self, uri: WebSocketURI, headers: list[tuple[str, str]], opts: dict[str, Any]
@@ -78,8 +78,8 @@ class _Connect:
         ssl_context = opts.pop("ssl")
         if uri.secure and ssl_context is None:
             ssl_context = ssl_module.create_default_context()
-        elif not uri.secure:
-            ssl_context = None
+        elif not uri.secure and ssl_context is not None:
+            raise ValueError("ssl= was given for a ws:// URL; use wss://")
         opts.pop("open_timeout")
         sock = opts.pop("sock")
         unix = opts.pop("unix")

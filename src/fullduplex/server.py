@@ -85,14 +85,21 @@ class Server:
         return self
 
     def _make_protocol(self) -> ServerProtocol:
-        proto = ServerProtocol(
+        # Registered once connected: asyncio never reports a connection whose TLS
+        # handshake failed, so registering here would leak it.
+        return ServerProtocol(
             self._on_open,
+            on_made=self._protocols.add,
             on_lost=self._on_lost,
+            at_capacity=self._at_capacity if self.max_connections is not None else None,
             close_timeout=self.close_timeout,
             **self.protocol_options,
         )
-        self._protocols.add(proto)
-        return proto
+
+    def _at_capacity(self) -> bool:
+        # The connection asking is already counted.
+        assert self.max_connections is not None
+        return len(self._protocols) > self.max_connections
 
     def _at_capacity(self) -> bool:
         # The protocol asking is already counted in _protocols.

@@ -145,11 +145,6 @@ async def test_host_name_mismatch_fails_and_server_hostname_overrides(ca: Any) -
             )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a protocol whose TLS handshake failed stays in Server._protocols: "
-    "close() then waits close_timeout + 1 s",
-)
 async def test_failed_tls_handshakes_leave_nothing_behind(ca: Any) -> None:
     loop = asyncio.get_running_loop()
     server = await fullduplex.serve(

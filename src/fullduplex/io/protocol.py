@@ -474,9 +474,12 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         sent_at = self.loop.time()
         try:
-            self.ping()
+            waiter = self.ping()
         except InvalidState:  # pragma: no cover - checked above
             return
+        # Nobody awaits a keepalive ping: retrieve its outcome so a connection
+        # that ends first does not log "exception was never retrieved".
+        waiter.add_done_callback(_ignore_outcome)
         if self.ping_timeout is not None and self._pong_timer is None:
             self._pong_timer = self.loop.call_later(self.ping_timeout, self._check_alive, sent_at)
         assert self.ping_interval is not None
@@ -506,3 +509,8 @@ class WebSocketProtocol(asyncio.Protocol):
             sent_code=sent[0] if sent else None,
             sent_reason=sent[1] if sent else "",
         )
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -90,11 +90,13 @@ class ServerProtocol(WebSocketProtocol):
         max_request_line: int = 8192,
         max_header_size: int = 8192,
         max_headers: int = 128,
+        on_made: Callable[[ServerProtocol], None] | None = None,
         on_lost: Callable[[ServerProtocol], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(Side.SERVER, **kwargs)
         self._on_open = on_open
+        self._on_made = on_made
         self._on_lost = on_lost
         self.subprotocols = list(subprotocols or ())
         self._process_request = process_request
@@ -315,6 +317,11 @@ class ServerProtocol(WebSocketProtocol):
         ):
             logger.info("dropping %s: over %d bytes unsent", self.remote_address, self.max_unsent)
             self.fail(CloseCode.POLICY_VIOLATION, "too much unsent data")
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        if self._on_made is not None:
+            self._on_made(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

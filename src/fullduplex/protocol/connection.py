@@ -459,10 +459,11 @@ class Connection:
                     # compressed one is measured as it inflates instead.
                     if opcode == _CONT:
                         compressed = self._msg_compressed
-                    if (
-                        max_size is not None
-                        and not compressed
-                        and self._msg_size + length > max_size
+                    # Deflate can expand incompressible data a little (5 bytes per
+                    # stored block of 64 KiB), so the wire limit of a compressed
+                    # message leaves slack; it stops endless streams of empty blocks.
+                    if max_size is not None and self._msg_size + length > (
+                        max_size + (max_size >> 12) + 1024 if compressed else max_size
                     ):
                         raise MessageTooBig(f"message over max_size ({max_size} bytes)")
                     if client:

@@ -76,7 +76,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from itertools import count
-from typing import Any
+from typing import Any, cast
 
 from ..http import response, split_path
 from ..io.protocol import WebSocketProtocol
@@ -569,7 +569,8 @@ class _TcpPeer(_Peer, asyncio.Protocol):
         self._abort: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         limit = self.broker.write_limit
         transport.set_write_buffer_limits(high=limit, low=limit // 4)
