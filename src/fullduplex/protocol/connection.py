@@ -38,10 +38,10 @@ import os
 from collections.abc import Callable
 
 from ..errors import InvalidState, InvalidUTF8, MessageTooBig, PolicyViolation, ProtocolError
+from ._accel import SPEEDUPS, apply_mask, scan
 from .deflate import PerMessageDeflate
 from .events import CloseReceived, Message, Ping, Pong
 from .frames import CloseCode, decode_close, encode_close, encode_header
-from .mask import apply_mask
 from .utf8 import Utf8Decoder
 
 __all__ = ["Connection", "Side", "State"]
@@ -377,10 +377,17 @@ class Connection:
         client = self._client
         events = self._events
         max_size = self.max_size
+        # The C scanner takes runs of whole single-frame messages in one call; this
+        # loop handles everything else, and everything when it is not built.
+        fast_scan = scan if SPEEDUPS else None
         try:
             while not self._discard:
                 remaining = self._remaining
                 if remaining is None:
+                    if fast_scan is not None and not self._msg_opcode and end - pos >= 2:
+                        pos, found = fast_scan(buf, pos, end, client, max_size)
+                        if found:
+                            events.extend(map(Message, found))
                     # ---- frame header
                     if end - pos < 2:
                         break
