@@ -66,7 +66,8 @@ _install_hash() {
         printf 'extras=%s\nroot=%s\n' "$extras" "$REPO_ROOT"
         "$VENV/bin/python" -c 'import sys; print(sys.version)'
         local f
-        for f in pyproject.toml setup.py setup.cfg; do
+        # The C accelerator is compiled by pip: rebuild when its source changes.
+        for f in pyproject.toml setup.py setup.cfg src/fullduplex/_speedups.c; do
             if [ -f "$REPO_ROOT/$f" ]; then
                 printf 'file=%s\n' "$f"
                 cat "$REPO_ROOT/$f"
