@@ -79,12 +79,24 @@ class Backplane(abc.ABC):
     """Publish/subscribe between nodes.
 
     Implementations: :class:`~fullduplex.pubsub.memory.MemoryBackplane` (one process,
-    the default). Shared ones (Redis, NATS) implement the same methods; nothing
-    else in the application changes.
+    the default), :class:`~fullduplex.pubsub.redis.RedisBackplane` and
+    :class:`~fullduplex.pubsub.nats.NatsBackplane`; nothing else in the application
+    changes. While a shared bus is unreachable :attr:`healthy` is false and
+    :meth:`publish` and :meth:`subscribe` raise :class:`BackplaneError` at once.
     """
 
     #: Short name shown in ``/healthz`` and ``/stats`` ("memory", "redis", ...).
     kind: str = "backplane"
+
+    async def start(self) -> None:  # noqa: B027 - a no-op unless there is a bus
+        """Connect to the shared bus, if any; idempotent (the default does nothing).
+
+        Shared backplanes also connect on first use; an application calls this
+        before serving so that an unreachable bus is reported at once.
+
+        Raises:
+            BackplaneError: the bus cannot be reached.
+        """
 
     @abc.abstractmethod
     async def publish(self, channel: str, data: bytes) -> None:
