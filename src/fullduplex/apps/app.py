@@ -34,6 +34,7 @@ from ..stomp import SUBPROTOCOLS, Broker
 from .chat import ChatPolicy, ChatServer
 from .echo import make_echo
 from .stats import Stats
+from .stomp_bridge import TopicBridge
 
 __all__ = ["App", "AppServer", "build_app", "serve_app"]
 
@@ -49,6 +50,8 @@ class App:
         chat: the ``/chat`` endpoint.
         stats: the ``/stats`` counters.
         stomp: the STOMP broker at ``/stomp``, unless built with ``stomp=False``.
+        topic_bridge: carries the broker's ``/topic/...`` messages to the other
+            nodes over the backplane.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class App:
             backplane, store=store, policy=chat_policy, counters=self.stats.endpoint("chat")
         )
         self.stomp: Broker | None = None
+        self.topic_bridge: TopicBridge | None = None
 
         web = importlib.resources.files("fullduplex.apps") / "web"
         self.router.static("/", web)
@@ -79,8 +83,10 @@ class App:
         self.router.http("/stats", self.stats_route)
 
     def _mount_stomp(self) -> None:
-        """Mount the STOMP broker at ``/stomp``."""
+        """Mount the STOMP broker at ``/stomp``; its topics span the nodes."""
         self.stomp = Broker()
+        self.topic_bridge = TopicBridge(self.backplane, node=self.chat.node)
+        self.topic_bridge.attach(self.stomp)
         self.router.websocket("/stomp", self.stats.track("stomp", self.stomp.handler), SUBPROTOCOLS)
 
     def healthz(self, request: Request) -> Response:
@@ -98,6 +104,8 @@ class App:
         snapshot["rooms"] = len(self.chat.rooms)
         if self.stomp is not None:
             snapshot["stomp"] = dataclasses.asdict(self.stomp.stats)
+        if self.topic_bridge is not None:
+            snapshot["stomp_bridge"] = self.topic_bridge.status()
         return json_response(200, snapshot)
 
     def serve(
@@ -120,6 +128,8 @@ class App:
         """Release the chat's subscriptions and the backplane (after the server closed)."""
         if self.stomp is not None:
             await self.stomp.close()
+        if self.topic_bridge is not None:
+            await self.topic_bridge.close()
         await self.chat.close()
         await self.backplane.close()
 
@@ -161,6 +171,8 @@ class AppServer:
         self.server: Server | None = None
 
     async def start(self) -> Server:
+        # A shared bus that cannot be reached fails the start, before listening.
+        await self.app.backplane.start()
         self.server = await self._cm
         return self.server
 
