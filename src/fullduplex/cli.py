@@ -104,17 +104,32 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .apps.app import serve_app
-    from .pubsub import create_backplane
+    from .pubsub import BackplaneError, create_backplane
 
     context = tls_context(args.tls_cert, args.tls_key)
     try:
         backplane = create_backplane(args.backplane)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:
         raise SystemExit(f"fullduplex: {exc}") from None
     cm = serve_app(args.host, args.port, backplane=backplane, ssl=context)
     banner = listen_url(args, context).replace("wss://", "https://").replace("ws://", "http://")
-    run(_run_until_signal(cm, banner))
+    try:
+        run(_run_until_signal(cm, banner))
+    except BackplaneError as exc:
+        raise SystemExit(f"fullduplex: {exc}") from None
     return 0
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from .apps.cluster import run_cluster
+
+    return run_cluster(
+        nodes=args.nodes,
+        host=args.host,
+        port=args.port,
+        backplane=args.backplane,
+        verbose=args.verbose,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,10 +166,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument(
         "--backplane",
         default="memory",
-        metavar="NAME",
-        help="fan-out between server processes: memory (default, this process only)",
+        metavar="URL",
+        help="fan-out between server processes: memory (default, this process only), "
+        "redis://host:port/db or nats://host:port (see docs/scale-out.md)",
     )
     serve_cmd.set_defaults(func=_cmd_serve)
+    cluster_cmd = sub.add_parser(
+        "cluster",
+        help="run several serve nodes sharing a Redis or NATS backplane (a demo)",
+        description="Start N `fullduplex serve` processes on consecutive ports, sharing "
+        "the backplane URL given, or a redis-server (else nats-server) started on a "
+        "free port for the occasion. Prints the nodes' URLs; Ctrl-C stops everything.",
+    )
+    cluster_cmd.add_argument("--nodes", type=int, default=3, help="how many nodes (3)")
+    cluster_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    cluster_cmd.add_argument(
+        "--port", type=int, default=8765, help="port of the first node (8765); then +1, +2..."
+    )
+    cluster_cmd.add_argument(
+        "--backplane",
+        metavar="URL",
+        help="redis://host:port/db or nats://host:port (default: start a local server)",
+    )
+    cluster_cmd.set_defaults(func=_cmd_cluster)
     connect_cmd = sub.add_parser(
         "connect",
         help="connect to a WebSocket server: send input lines, print messages",
