@@ -1,0 +1,1 @@
+"""fullduplex's benchmark suite: ``python -m benchmarks`` (see README.md here)."""
