@@ -79,7 +79,7 @@ class BusRoomStore(RoomStore):
         self._local: dict[str, dict[str, tuple[str, str]]] = {}
 
     async def add_member(self, room: str, nick_key: str, nick: str, node: str) -> bool:
-        self.backplane._check_usable()
+        self.backplane._refuse_if_down()
         added = await self.backplane._guard(self._add_member(room, nick_key, nick, node))
         if added:
             self._local.setdefault(room, {})[nick_key] = (nick, node)
@@ -91,19 +91,19 @@ class BusRoomStore(RoomStore):
             local.pop(nick_key, None)
             if not local:
                 del self._local[room]
-        self.backplane._check_usable()
+        self.backplane._refuse_if_down()
         await self.backplane._guard(self._remove_member(room, nick_key))
 
     async def members(self, room: str) -> list[str]:
-        self.backplane._check_usable()
+        self.backplane._refuse_if_down()
         return await self.backplane._guard(self._members(room))
 
     async def append_history(self, room: str, entry: dict[str, Any], limit: int) -> None:
-        self.backplane._check_usable()
+        self.backplane._refuse_if_down()
         await self.backplane._guard(self._append_history(room, entry, limit))
 
     async def history(self, room: str) -> list[dict[str, Any]]:
-        self.backplane._check_usable()
+        self.backplane._refuse_if_down()
         return await self.backplane._guard(self._history(room))
 
     async def restore(self) -> int:
@@ -254,11 +254,7 @@ class BusBackplane(Backplane):
     async def publish(self, channel: str, data: bytes) -> None:
         if self.state == "new":
             await self.start()
-        try:
-            self._check_usable()
-        except BackplaneError:
-            self.refused += 1
-            raise
+        self._refuse_if_down()
         try:
             await self._bus_publish(channel, bytes(data))
         except self._errors as exc:
@@ -345,11 +341,20 @@ class BusBackplane(Backplane):
             raise BackplaneError("the backplane is not started")
         raise BackplaneError(f"the backplane is unavailable ({redact(self.url)} unreachable)")
 
+    def _refuse_if_down(self) -> None:
+        """Raise (and count in ``refused``) unless the bus is usable right now."""
+        try:
+            self._check_usable()
+        except BackplaneError:
+            self.refused += 1
+            raise
+
     async def _guard(self, operation: Any) -> Any:
         """Await a store operation, turning the client's failures into BackplaneError."""
         try:
             return await operation
         except self._errors as exc:
+            self.refused += 1
             raise BackplaneError(f"the room store failed: {_describe(exc)}") from exc
 
     # ----------------------------------------------------------- outages
