@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import os
 import selectors
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -326,3 +328,61 @@ async def test_bus_outage_keeps_clients_and_recovers(kind: str) -> None:
         assert sorted(joined["members"]) == ["Ann", "Ben", "Cat"]
         for client in (ann, ben, cat):
             await client.close()
+
+
+# ------------------------------------------------------------- the cluster command
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A first port such that it and the ``count - 1`` next ones are free (below the
+    ephemeral range, so that no outgoing connection takes one meanwhile)."""
+    for first in range(21000 + os.getpid() % 4000, 32000, 7):
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError("no free ports")
+
+
+async def test_the_cluster_command_starts_and_stops_everything() -> None:
+    _clients_installed("redis")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (scripts/test installs it)")
+    port = consecutive_free_ports(2)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fullduplex", "cluster", "--nodes", "2", "--port", str(port),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("Ctrl-C"):
+            line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT)
+            assert line, b"".join(lines)
+            lines.append(line.decode().strip())
+        assert lines[0].startswith("backplane: redis://127.0.0.1:")
+        assert lines[1].startswith(f"node 1: http://127.0.0.1:{port}/")
+        assert lines[2].startswith(f"node 2: http://127.0.0.1:{port + 1}/")
+        for offset in (0, 1):
+            answer = await http_get(f"http://127.0.0.1:{port + offset}/healthz")
+            assert answer.status == 200 and answer.json()["backplane"]["kind"] == "redis"
+        process.send_signal(signal.SIGINT)
+        rest = await asyncio.wait_for(process.stdout.read(), WAIT)
+        assert await asyncio.wait_for(process.wait(), WAIT) == 0
+        assert b"stopping the cluster" in rest
+        for offset in (0, 1):  # the nodes are gone
+            with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port + offset)):
+                pass
+    finally:
+        if process.returncode is None:  # SIGTERM: it stops its nodes and bus first
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), WAIT)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
