@@ -90,3 +90,17 @@ async def test_outage_refuses_then_recovers_and_restores_members() -> None:
         finally:
             await a.close()
             await b.close()
+
+
+async def test_the_liveness_ping_works_with_and_without_subscriptions() -> None:
+    with RedisServer() as bus:
+        node = RedisBackplane(bus.url, ping_interval=0)
+        await node.start()
+        try:
+            sub = node._sub
+            await node._command(sub, node._pongs, "PING")  # subscribed to nothing
+            await node.subscribe("c", Inbox())
+            await node._command(sub, node._pongs, "PING")  # in subscribe mode
+            assert node.healthy
+        finally:
+            await node.close()

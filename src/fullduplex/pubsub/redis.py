@@ -5,9 +5,10 @@ Fan-out uses Redis pub/sub: channel ``room:lobby`` is the Redis channel
 database number, the prefix keeps clusters sharing a server apart). Each node has
 two connections: one in subscribe mode, read by one task that hands every message
 to the local callbacks (no task per message), and a small pool for commands
-(``PUBLISH`` and the room store). Redis relays a message to every subscribed
-connection, the publisher's own included, exactly once, in the order it processed
-the ``PUBLISH`` commands: so one publisher's messages keep their order.
+(``PUBLISH``, sent in pipelined batches by one writer, and the room store). Redis
+relays a message to every subscribed connection, the publisher's own included,
+exactly once, in the order it processed the ``PUBLISH`` commands: so one
+publisher's messages keep their order.
 
 Room state::
 
@@ -154,6 +155,8 @@ class RedisBackplane(BusBackplane):
         self._pinger: asyncio.Task[None] | None = None
         self._confirms: dict[bytes, deque[asyncio.Future[None]]] = {}
         self._pongs: deque[asyncio.Future[None]] = deque()
+        self._outbox: deque[tuple[str, bytes, asyncio.Future[None]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
 
     def _make_store(self) -> RedisRoomStore:
         return RedisRoomStore(self)
@@ -190,11 +193,16 @@ class RedisBackplane(BusBackplane):
             self._pinger = loop.create_task(self._ping(sub))
 
     async def _disconnect(self) -> None:
-        for task in (self._reader, self._pinger):
+        for task in (self._reader, self._pinger, self._writer):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        self._reader = self._pinger = None
+        self._reader = self._pinger = self._writer = None
         self._fail_waiters(RedisError("connection closed"))
+        outbox, self._outbox = list(self._outbox), deque()
+        for _, _, future in outbox:
+            if not future.done():
+                future.set_exception(RedisError("connection closed"))
+                future.exception()
         sub, self._sub = self._sub, None
         if sub is not None:
             with contextlib.suppress(Exception):
@@ -223,6 +231,9 @@ class RedisBackplane(BusBackplane):
         try:
             while True:
                 reply = await sub.read_response(disconnect_on_error=False)
+                if isinstance(reply, bytes):
+                    # A connection subscribed to nothing answers PING like any other.
+                    reply = [reply.lower()]
                 kind = reply[0]
                 if kind == b"message":
                     name = reply[1]
@@ -298,4 +309,33 @@ class RedisBackplane(BusBackplane):
         await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
 
     async def _bus_publish(self, channel: str, data: bytes) -> None:
-        await self._client().publish(self.prefix + channel, data)
+        # One writer sends what is waiting as one pipeline (one round trip per
+        # batch, on one connection): this node's publications stay in order and
+        # concurrent ones do not each take a pooled connection.
+        client = self._client()
+        future = asyncio.get_running_loop().create_future()
+        self._outbox.append((self.prefix + channel, data, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write(client))
+        await future
+
+    async def _write(self, client: Any) -> None:
+        outbox = self._outbox
+        while outbox:
+            batch = [outbox.popleft() for _ in range(min(len(outbox), 512))]
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    for channel, data, _ in batch:
+                        pipe.publish(channel, data)
+                    await pipe.execute()
+            except BaseException as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_result(None)
