@@ -466,11 +466,13 @@ class Connection:
                     # compressed one is measured as it inflates instead.
                     if opcode == _CONT:
                         compressed = self._msg_compressed
-                    # Deflate can expand incompressible data a little (5 bytes per
-                    # stored block of 64 KiB), so the wire limit of a compressed
-                    # message leaves slack; it stops endless streams of empty blocks.
+                    # Deflate expands incompressible data by 5 bytes per stored
+                    # block, and a compressor with a small memLevel makes blocks as
+                    # small as 128 bytes (4%); so the wire limit of a compressed
+                    # message leaves 1/16 of slack. It stops endless streams of empty
+                    # blocks; the real limit is enforced on the inflated size.
                     if max_size is not None and self._msg_size + length > (
-                        max_size + (max_size >> 12) + 1024 if compressed else max_size
+                        max_size + (max_size >> 4) + 1024 if compressed else max_size
                     ):
                         raise MessageTooBig(f"message over max_size ({max_size} bytes)")
                     if client:
