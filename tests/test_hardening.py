@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -22,25 +21,7 @@ from e2e.rawclient import (
     upgrade_headers,
 )
 from fullduplex import Connection, ConnectionClosedError, InvalidStatus
-
-TIMEOUT = 5.0
-
-
-async def echo(conn: Connection) -> None:
-    async for message in conn:
-        await conn.send(message)
-
-
-@asynccontextmanager
-async def running(
-    handler: Callable[[Connection], Awaitable[None]] = echo, **kwargs: Any
-) -> AsyncIterator[fullduplex.Server]:
-    async with fullduplex.serve(handler, "127.0.0.1", 0, **kwargs) as server:
-        yield server
-
-
-async def wait(awaitable: Awaitable[Any], timeout: float = TIMEOUT) -> Any:
-    return await asyncio.wait_for(asyncio.ensure_future(awaitable), timeout)
+from support import TIMEOUT, echo, running, wait
 
 
 async def assert_echoes(server: fullduplex.Server, path: str = "/", **kwargs: Any) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,25 +25,7 @@ from fullduplex.http import (
     split_path,
 )
 from fullduplex.protocol.handshake import Headers, Request
-
-TIMEOUT = 5.0
-
-
-async def echo(conn: Connection) -> None:
-    async for message in conn:
-        await conn.send(message)
-
-
-@asynccontextmanager
-async def running(
-    handler: Callable[[Connection], Awaitable[None]] = echo, **kwargs: Any
-) -> AsyncIterator[fullduplex.Server]:
-    async with fullduplex.serve(handler, "127.0.0.1", 0, **kwargs) as server:
-        yield server
-
-
-async def wait(awaitable: Awaitable[Any], timeout: float = TIMEOUT) -> Any:
-    return await asyncio.wait_for(asyncio.ensure_future(awaitable), timeout)
+from support import echo, running, wait
 
 
 def ws_url(server: fullduplex.Server, path: str = "/", userinfo: str = "") -> str:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -22,35 +21,7 @@ from fullduplex import (
 )
 from fullduplex.http import response
 from fullduplex.io.client import WebSocketURI, parse_uri
-
-TIMEOUT = 5.0
-
-
-async def echo(conn: Connection) -> None:
-    async for message in conn:
-        await conn.send(message)
-
-
-@asynccontextmanager
-async def running(
-    handler: Callable[[Connection], Awaitable[None]] = echo, **kwargs: Any
-) -> AsyncIterator[fullduplex.Server]:
-    async with fullduplex.serve(handler, "127.0.0.1", 0, **kwargs) as server:
-        yield server
-
-
-def recorder() -> tuple[asyncio.Future[Any], Callable[[Any], None]]:
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    def record(value: Any) -> None:
-        if not future.done():
-            future.set_result(value)
-
-    return future, record
-
-
-async def wait(awaitable: Awaitable[Any], timeout: float = TIMEOUT) -> Any:
-    return await asyncio.wait_for(asyncio.ensure_future(awaitable), timeout)
+from support import echo, recorder, running, wait
 
 
 def request_recorder() -> tuple[asyncio.Future[Any], Callable[[Connection], Awaitable[None]]]:

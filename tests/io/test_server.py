@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 
@@ -20,25 +17,7 @@ from e2e.rawclient import (
     upgrade_headers,
 )
 from fullduplex import Connection, ConnectionClosedError, ConnectionClosedOK, State
-
-TIMEOUT = 5.0
-
-
-async def echo(conn: Connection) -> None:
-    async for message in conn:
-        await conn.send(message)
-
-
-@asynccontextmanager
-async def running(
-    handler: Callable[[Connection], Awaitable[None]] = echo, **kwargs: Any
-) -> AsyncIterator[fullduplex.Server]:
-    async with fullduplex.serve(handler, "127.0.0.1", 0, **kwargs) as server:
-        yield server
-
-
-def url(server: fullduplex.Server, path: str = "/") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
+from support import TIMEOUT, echo, running, url, wait
 
 
 async def assert_echoes(server: fullduplex.Server) -> None:
@@ -48,20 +27,6 @@ async def assert_echoes(server: fullduplex.Server) -> None:
         assert await asyncio.wait_for(conn.recv(), TIMEOUT) == "hello"
         await conn.send(b"\x00\xff")
         assert await asyncio.wait_for(conn.recv(), TIMEOUT) == b"\x00\xff"
-
-
-def recorder() -> tuple[asyncio.Future[Any], Callable[[Any], None]]:
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    def record(value: Any) -> None:
-        if not future.done():
-            future.set_result(value)
-
-    return future, record
-
-
-async def wait(awaitable: Awaitable[Any], timeout: float = TIMEOUT) -> Any:
-    return await asyncio.wait_for(asyncio.ensure_future(awaitable), timeout)
 
 
 # ------------------------------------------------------------------ handler ending
