@@ -113,6 +113,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._transport_closed = False
         self._closing_notified = False
+        self._flush_scheduled = False
         self._failure_logged = False
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
@@ -141,11 +142,12 @@ class WebSocketProtocol(asyncio.Protocol):
 
     @property
     def buffered_amount(self) -> int:
-        """Bytes handed to the transport and not yet written to the socket."""
+        """Bytes sent and not yet written to the socket (queued or in the transport)."""
         transport = self.transport
         if transport is None or self._transport_closed:
             return 0
-        return transport.get_write_buffer_size()
+        pending = self.core.output_pending if self.core is not None else 0
+        return transport.get_write_buffer_size() + pending
 
     # --------------------------------------------------------- asyncio.Protocol
 
@@ -339,8 +341,7 @@ class WebSocketProtocol(asyncio.Protocol):
             core.send_text(data, compress=compress)
         else:
             core.send_binary(data, compress=compress)
-        if not self._dispatching:
-            self._flush()
+        self._after_send()
 
     def send_fragment(
         self,
@@ -359,13 +360,30 @@ class WebSocketProtocol(asyncio.Protocol):
                 core.send_binary(data, fin, compress=compress)
         else:
             core.send_continuation(data, fin)
-        if not self._dispatching:
-            self._flush()
+        self._after_send()
 
     def send_prepared(self, frame: bytes) -> None:
         """Send a frame built once by ``Core.prepare_frame`` (broadcast, servers)."""
         self._check_open().send_prepared(frame)
-        if not self._dispatching:
+        self._after_send()
+
+    def _after_send(self) -> None:
+        # Messages sent outside a read (a handler's awaits, a broadcast from another
+        # connection) are written together once per loop iteration: one system call
+        # for a burst instead of one per message. A large backlog goes out at once.
+        if self._dispatching:
+            return
+        core = self.core
+        assert core is not None
+        if core.output_pending >= self.write_limit:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        if self.core is not None and not self._transport_closed:
             self._flush()
 
     def ping(self, data: bytes | None = None) -> asyncio.Future[float]:

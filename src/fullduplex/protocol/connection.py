@@ -114,6 +114,7 @@ class Connection:
         self._buf = bytearray()
         self._events: list[Message | Ping | Pong | CloseReceived] = []
         self._out: list[bytes] = []
+        self._out_size = 0
         self._discard = False  # after a close frame is received or the connection failed
 
         # Frame being received: _remaining is None between frames.
@@ -155,7 +156,13 @@ class Connection:
         out = self._out
         if out:
             self._out = []
+            self._out_size = 0
         return out
+
+    @property
+    def output_pending(self) -> int:
+        """Bytes queued for writing that :meth:`data_to_send` has not returned yet."""
+        return self._out_size
 
     def close_expected(self) -> bool:
         """Whether the peer should now close TCP, so the I/O layer arms a timeout.
@@ -286,6 +293,7 @@ class Connection:
         if self.state is not State.OPEN or self._send_opcode:
             raise InvalidState(f"cannot send a message in state {self.state.name}")
         self._out.append(frame)
+        self._out_size += len(frame)
 
     def _send_data(
         self,
@@ -330,7 +338,9 @@ class Connection:
     ) -> None:
         if not self._client:
             header = encode_header(opcode, len(data), fin=fin, rsv1=rsv1)
-            self._out.append(header + data if data else header)
+            frame = header + data if data else header
+            self._out.append(frame)
+            self._out_size += len(frame)
             return
         # RFC 6455 §5.3: a fresh, unpredictable key for every frame. Keys come from a
         # pool filled with one call to the CSPRNG per 256 frames.
@@ -341,7 +351,9 @@ class Connection:
         key = self._masks[pos : pos + 4]
         self._mask_pos = pos + 4
         header = encode_header(opcode, len(data), fin=fin, rsv1=rsv1, mask=True)
-        self._out.append(header + key + apply_mask(data, key))
+        frame = header + key + apply_mask(data, key)
+        self._out.append(frame)
+        self._out_size += len(frame)
 
     # ---------------------------------------------------------------- receiving
 
