@@ -446,9 +446,17 @@ class WebSocketProtocol(asyncio.Protocol):
             self._flush()
 
     def abort(self) -> None:
-        """Drop the TCP connection at once, without a closing handshake."""
-        if self.transport is not None and not self._transport_closed:
-            self.transport.abort()
+        """Drop the TCP connection at once, without a closing handshake.
+
+        Messages already sent are handed to the socket first (writes are batched per
+        loop iteration); whatever the socket cannot take at once is discarded.
+        """
+        transport = self.transport
+        if transport is not None and not self._transport_closed:
+            core = self.core
+            if core is not None and core.output_pending:
+                transport.write(b"".join(core.data_to_send()))
+            transport.abort()
 
     # ------------------------------------------------------------ flow control
 
