@@ -38,10 +38,10 @@ import os
 from collections.abc import Callable
 
 from ..errors import InvalidState, InvalidUTF8, MessageTooBig, PolicyViolation, ProtocolError
-from ._accel import SPEEDUPS, apply_mask, scan
+from ._accel import SPEEDUPS, apply_mask, encode_frame, scan
 from .deflate import PerMessageDeflate
 from .events import CloseReceived, Message, Ping, Pong
-from .frames import CloseCode, decode_close, encode_close, encode_header
+from .frames import CloseCode, decode_close, encode_close
 from .utf8 import Utf8Decoder
 
 __all__ = ["Connection", "Side", "State"]
@@ -282,9 +282,8 @@ class Connection:
         not masked), so a broadcast encodes a message once; see :meth:`send_prepared`.
         """
         if isinstance(data, str):
-            payload = data.encode("utf-8")
-            return encode_header(_TEXT, len(payload)) + payload
-        return encode_header(_BINARY, len(data)) + data
+            return encode_frame(_TEXT, data.encode("utf-8"))
+        return encode_frame(_BINARY, data)
 
     def send_prepared(self, frame: bytes) -> None:
         """Queue a frame built by :meth:`prepare_frame` (servers only)."""
@@ -337,8 +336,7 @@ class Connection:
         self, opcode: int, data: bytes | bytearray | memoryview, fin: bool, rsv1: bool = False
     ) -> None:
         if not self._client:
-            header = encode_header(opcode, len(data), fin=fin, rsv1=rsv1)
-            frame = header + data if data else header
+            frame = encode_frame(opcode, data, fin=fin, rsv1=rsv1)
             self._out.append(frame)
             self._out_size += len(frame)
             return
@@ -350,8 +348,8 @@ class Connection:
             pos = 0
         key = self._masks[pos : pos + 4]
         self._mask_pos = pos + 4
-        header = encode_header(opcode, len(data), fin=fin, rsv1=rsv1, mask=True)
-        frame = header + key + apply_mask(data, key)
+        # One allocation for header, key and masked payload (in C when it is built).
+        frame = encode_frame(opcode, data, fin=fin, rsv1=rsv1, mask_key=key)
         self._out.append(frame)
         self._out_size += len(frame)
 
