@@ -52,11 +52,7 @@ class Connection:
 
     def on_message(self, ws: WebSocketProtocol, data: Data) -> None:
         self._queue.append(data)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake()
         if self.max_queue is not None and len(self._queue) >= self.max_queue:
             ws.pause_reading()
 
