@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,12 @@ class Inbox:
 
         await asyncio.wait_for(wait(), timeout)
         return self.data
+
+
+async def wait_healthy(healthy: bool, *nodes: Any, timeout: float = 10.0) -> None:
+    """Wait until every node's health is ``healthy`` (its own event, with a deadline)."""
+    for node in nodes:
+        await asyncio.wait_for(node.wait_healthy(healthy), timeout)
 
 
 class BackplaneContract:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from fullduplex.pubsub import Backplane, BackplaneError, create_backplane
 
-from .contract import BackplaneContract, Inbox
+from .contract import BackplaneContract, Inbox, wait_healthy
 from .servers import NatsServer
 
 nats = pytest.importorskip("nats", reason="nats-py is not installed (the [nats] extra)")
@@ -33,12 +31,6 @@ class TestNatsBackplane(BackplaneContract):
         node = NatsBackplane(self.server.url, prefix="p" + self.prefix.strip(":"))
         await node.start()
         return node
-
-
-async def wait_healthy(healthy: bool, *nodes: NatsBackplane, timeout: float = 10.0) -> None:
-    """Wait until every node's health is ``healthy``."""
-    for node in nodes:
-        await asyncio.wait_for(node.wait_healthy(healthy), timeout)
 
 
 def test_channels_map_to_single_subject_tokens() -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from fullduplex.pubsub import Backplane, BackplaneError, create_backplane
 
-from .contract import BackplaneContract, Inbox
+from .contract import BackplaneContract, Inbox, wait_healthy
 from .servers import RedisServer
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (the [redis] extra)")
@@ -33,12 +31,6 @@ class TestRedisBackplane(BackplaneContract):
         node = RedisBackplane(self.server.url, prefix=self.prefix)
         await node.start()
         return node
-
-
-async def wait_healthy(healthy: bool, *nodes: RedisBackplane, timeout: float = 10.0) -> None:
-    """Wait until every node's health is ``healthy``."""
-    for node in nodes:
-        await asyncio.wait_for(node.wait_healthy(healthy), timeout)
 
 
 def test_create_backplane_parses_redis_urls() -> None:
