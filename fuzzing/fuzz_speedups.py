@@ -1,9 +1,10 @@
 """Fuzz the C accelerator against its pure-Python twins, under AddressSanitizer.
 
-Every input picks one function of ``fullduplex._speedups`` and arbitrary arguments
-for it: bytes, keys of any length, offsets, cut points, buffer alignments, frame
-headers. The C result must equal the twin's bit for bit, or both must raise the same
-exception type; anything else, or any memory error ASan sees, is a crash.
+Every input picks one function of ``fullduplex._speedups`` (or its ``Payload``
+type) and arbitrary arguments for it: bytes, keys of any length, offsets, cut
+points, buffer alignments, frame headers. The C result must equal the twin's bit
+for bit, or both must raise the same exception type; anything else, or any memory
+error ASan sees, is a crash.
 
 Run it through ``fuzzing/run.sh``, which builds an instrumented copy of the
 extension and sets up the sanitizer; ``FULLDUPLEX_FUZZ_MODULE`` names that copy.
@@ -176,7 +177,46 @@ def fuzz_scan(fdp: atheris.FuzzedDataProvider) -> None:
             assert type(c_msg) is type(py_msg)
 
 
-TARGETS = [fuzz_apply_mask, fuzz_mask_into, fuzz_utf8_check, fuzz_encode_frame, fuzz_scan]
+def fuzz_payload(fdp: atheris.FuzzedDataProvider) -> None:
+    """A large frame's payload from arbitrary pieces, starts and take() calls."""
+    key = fdp.ConsumeBytes(fdp.ConsumeIntInRange(3, 5)) if fdp.ConsumeBool() else None
+    size = fdp.ConsumeIntInRange(-1, 300_000)
+    steps = [
+        (
+            fdp.ConsumeIntInRange(0, 3),
+            fdp.ConsumeIntInRange(-1, 200_000),
+            fdp.ConsumeIntInRange(0, 7),
+        )
+        for _ in range(fdp.ConsumeIntInRange(0, 8))
+    ]
+    stream = grow(fdp, fdp.ConsumeBytes(fdp.remaining_bytes()))
+    made = [outcome(cls, size, key) for cls in (C.Payload, _accel_py.Payload)]
+    if made[0][0] == "error" or made[1][0] == "error":
+        assert made[0] == made[1], made
+        return
+    c_payload, py_payload = made[0][1], made[1][1]
+    pos = 0
+    for action, start, align in steps:
+        if action == 0:  # take, complete or not
+            got, want = outcome(c_payload.take), outcome(py_payload.take)
+        else:  # feed a piece of the stream from some start (maybe out of range)
+            piece = stream[pos : pos + fdp.ConsumeIntInRange(0, 70_000) if action == 1 else None]
+            got = outcome(c_payload.feed, view_at(piece, align), start % (len(piece) + 2) - 1)
+            want = outcome(py_payload.feed, piece, start % (len(piece) + 2) - 1)
+            if got[0] == "ok":
+                pos += got[1]
+        assert got == want, (got, want)
+        assert c_payload.remaining == py_payload.remaining
+
+
+TARGETS = [
+    fuzz_apply_mask,
+    fuzz_mask_into,
+    fuzz_utf8_check,
+    fuzz_encode_frame,
+    fuzz_scan,
+    fuzz_payload,
+]
 
 
 def test_one_input(data: bytes) -> None:

@@ -8,6 +8,7 @@
  *     utf8_check    protocol/_accel_py.py      (incremental UTF-8 DFA, Unicode Table 3-7)
  *     encode_frame  protocol/frames.py         (RFC 6455 §5.2 frame encoding)
  *     scan          protocol/_accel_py.py      (whole single-frame data messages)
+ *     Payload       protocol/_accel_py.py      (a large frame's payload, piece by piece)
  *
  * protocol/_accel.py picks these or the twins; tests/protocol/test_speedups.py
  * checks that both give the same answers, and fuzzing/ feeds them arbitrary input
@@ -710,6 +711,209 @@ error:
     return NULL;
 }
 
+/* ------------------------------------------------------------------- payloads */
+
+/*
+ * Payload: the payload of one large data frame, assembled as it arrives.
+ *
+ * The bytes object handed out at the end is the buffer the pieces were copied
+ * into (unmasked on the way), so a large frame costs one copy instead of
+ * buffer-append, slice, unmask and join. The object is private until take():
+ * nothing else holds a reference, which is what makes growing it with
+ * _PyBytes_Resize and writing into it legal. It grows by doubling with what has
+ * actually arrived, never to the declared size up front, so a peer announcing a
+ * huge frame gets no more memory than it sends.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *data;      /* bytes under construction, NULL before the first byte */
+    Py_ssize_t size;     /* the frame's payload length */
+    Py_ssize_t filled;   /* bytes written so far */
+    Py_ssize_t cap;      /* bytes allocated in data */
+    uint8_t key[4];
+    int masked;
+    int taken;
+} PayloadObject;
+
+#define PAYLOAD_MIN_ALLOC 65536
+
+static PyObject *
+Payload_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"size", "key", NULL};
+    Py_ssize_t size;
+    PyObject *key = Py_None;
+    PayloadObject *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n|O:Payload", kwlist, &size, &key)) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must not be negative");
+        return NULL;
+    }
+    self = (PayloadObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->size = size;
+    if (key != Py_None) {
+        if (get_key(key, self->key) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->masked = 1;
+    }
+    return (PyObject *)self;
+}
+
+static void
+Payload_dealloc(PayloadObject *self)
+{
+    Py_XDECREF(self->data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(Payload_feed_doc,
+"feed(data, start=0)\n--\n\n"
+"Copy data[start:] into the payload, unmasking it, up to the bytes still missing.\n\n"
+"Returns how many bytes were taken.");
+
+static PyObject *
+Payload_feed(PayloadObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"data", "start"};
+    PyObject *argv[2];
+    Py_buffer view;
+    Py_ssize_t start = 0, n, need;
+
+    if (bind_args("feed", args, nargs, kwnames, names, 2, 1, 2, argv) < 0) {
+        return NULL;
+    }
+    if (self->taken) {
+        PyErr_SetString(PyExc_ValueError, "the payload was already taken");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(argv[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (argv[1] != NULL && get_position(argv[1], "start", 0, view.len, &start) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    n = view.len - start;
+    if (n > self->size - self->filled) {
+        n = self->size - self->filled;
+    }
+    if (n > 0) {
+        need = self->filled + n;
+        if (need > self->cap) {
+            Py_ssize_t cap = self->cap;
+            /* Doubling, from a floor, capped at the frame's size; no overflow since
+             * cap <= size <= PY_SSIZE_T_MAX. */
+            cap = cap > self->size / 2 ? self->size : cap * 2;
+            if (cap < PAYLOAD_MIN_ALLOC) {
+                cap = PAYLOAD_MIN_ALLOC < self->size ? PAYLOAD_MIN_ALLOC : self->size;
+            }
+            if (cap < need) {
+                cap = need;
+            }
+            if (self->data == NULL) {
+                self->data = PyBytes_FromStringAndSize(NULL, cap);
+                if (self->data == NULL) {
+                    PyBuffer_Release(&view);
+                    return NULL;
+                }
+            }
+            else if (_PyBytes_Resize(&self->data, cap) < 0) {
+                /* data is NULL now; the payload cannot be completed. */
+                self->taken = 1;
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+            self->cap = cap;
+        }
+        {
+            const uint8_t *src = (const uint8_t *)view.buf + start;
+            uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(self->data) + self->filled;
+            if (self->masked) {
+                xor_mask(src, dst, n, self->key, (unsigned int)(self->filled & 3));
+            }
+            else {
+                memcpy(dst, src, (size_t)n);
+            }
+        }
+        self->filled += n;
+    }
+    else {
+        n = 0;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(n);
+}
+
+PyDoc_STRVAR(Payload_take_doc,
+"take()\n--\n\n"
+"Return the whole payload as bytes; only once, and only when nothing is missing.");
+
+static PyObject *
+Payload_take(PayloadObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *data;
+
+    if (self->taken) {
+        PyErr_SetString(PyExc_ValueError, "the payload was already taken");
+        return NULL;
+    }
+    if (self->filled != self->size) {
+        PyErr_SetString(PyExc_ValueError, "the payload is not complete");
+        return NULL;
+    }
+    self->taken = 1;
+    if (self->data == NULL) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    data = self->data;
+    self->data = NULL;
+    return data;
+}
+
+static PyObject *
+Payload_get_remaining(PayloadObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->taken ? 0 : self->size - self->filled);
+}
+
+static PyMethodDef Payload_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))Payload_feed, METH_FASTCALL | METH_KEYWORDS,
+     Payload_feed_doc},
+    {"take", (PyCFunction)Payload_take, METH_NOARGS, Payload_take_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Payload_getset[] = {
+    {"remaining", (getter)Payload_get_remaining, NULL,
+     "Bytes still missing (0 once complete or taken).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Payload_doc,
+"Payload(size, key=None)\n--\n\n"
+"The payload of one data frame of size bytes, assembled from pieces as they\n"
+"arrive and unmasked with key (4 bytes) when given; see feed() and take().");
+
+static PyTypeObject PayloadType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fullduplex._speedups.Payload",
+    .tp_basicsize = sizeof(PayloadObject),
+    .tp_dealloc = (destructor)Payload_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = Payload_doc,
+    .tp_methods = Payload_methods,
+    .tp_getset = Payload_getset,
+    .tp_new = Payload_new,
+};
+
 /* --------------------------------------------------------------------- module */
 
 static PyMethodDef speedups_methods[] = {
@@ -740,6 +944,21 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    PyObject *module;
+
     utf8_init();
-    return PyModule_Create(&speedups_module);
+    if (PyType_Ready(&PayloadType) < 0) {
+        return NULL;
+    }
+    module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&PayloadType);
+    if (PyModule_AddObject(module, "Payload", (PyObject *)&PayloadType) < 0) {
+        Py_DECREF(&PayloadType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

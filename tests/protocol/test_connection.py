@@ -1017,6 +1017,98 @@ def test_receive_eof_after_fail(side: Side) -> None:
     assert not conn.was_clean
 
 
+# ------------------------------------------------------- large frames
+#
+# Binary frames from 16 KiB up that are still arriving are assembled piece by piece
+# (fullduplex.protocol._accel.Payload), fed straight from the reads once the header
+# is parsed; these check that path against the same rules as the rest.
+
+LARGE = 16 * 1024
+
+
+@SIDES
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    sizes=st.lists(st.sampled_from([LARGE - 1, LARGE, LARGE + 3, 100_000]), min_size=1, max_size=3),
+    fragmented=st.booleans(),
+)
+def test_large_binary_frames_in_any_split(
+    side: Side, data: st.DataObject, sizes: list[int], fragmented: bool
+) -> None:
+    payloads = [bytes(seeded_random(n)(n)) for n in sizes]
+    wire = b""
+    expected: list[object] = []
+    for payload in payloads:
+        if fragmented:
+            half = len(payload) // 3
+            wire += peer_frame(side, BINARY, payload[:half])
+            wire += peer_frame(side, FIN | PING, b"between")
+            wire += peer_frame(side, FIN | CONT, payload[half:])
+            expected += [Ping(b"between"), Message(payload)]
+        else:
+            wire += peer_frame(side, FIN | BINARY, payload)
+            expected.append(Message(payload))
+        wire += peer_frame(side, FIN | TEXT, b"after")
+        expected.append(Message("after"))
+    conn = make(side, max_size=None)
+    events: list[object] = []
+    for piece in split(wire, split_points(data.draw, len(wire), max_cuts=12)):
+        conn.receive_data(piece)
+        events += conn.events()
+    assert events == expected
+    assert conn.failure is None
+    # Buffers are empty again, ready for the next frame.
+    assert conn._buf == bytearray() and conn._payload is None
+
+
+@SIDES
+def test_large_frame_byte_by_byte_after_its_header(side: Side) -> None:
+    payload = bytes(seeded_random(1)(LARGE + 5))
+    wire = peer_frame(side, FIN | BINARY, payload) + peer_frame(side, FIN | BINARY, b"x")
+    conn = make(side)
+    conn.receive_data(wire[:20])
+    for i in range(20, len(wire), 997):
+        conn.receive_data(wire[i : i + 997])
+    assert conn.events() == [Message(payload), Message(b"x")]
+
+
+@SIDES
+def test_failing_during_a_large_frame_drops_it(side: Side) -> None:
+    payload = b"y" * (LARGE * 2)
+    wire = peer_frame(side, FIN | BINARY, payload)
+    conn = make(side)
+    conn.receive_data(wire[:LARGE])
+    conn.fail(1001, "going away")
+    conn.receive_data(wire[LARGE:])
+    assert conn.events() == []
+    assert conn._payload is None
+
+
+@SIDES
+def test_close_after_a_large_frame_in_the_same_read(side: Side) -> None:
+    payload = b"z" * (LARGE * 3)
+    wire = peer_frame(side, FIN | BINARY, payload)
+    close = peer_frame(side, FIN | CLOSE, (1000).to_bytes(2, "big"))
+    conn = make(side)
+    conn.receive_data(wire[:100])
+    conn.receive_data(wire[100:] + close + peer_frame(side, FIN | BINARY, b"ignored"))
+    assert conn.events() == [Message(payload), CloseReceived(1000, "")]
+
+
+def test_server_queues_large_bytes_uncopied_and_copies_mutable_buffers() -> None:
+    conn = make(SERVER)
+    big = b"b" * LARGE
+    conn.send_binary(big)
+    out = conn.data_to_send()
+    assert len(out) == 2 and out[1] is big
+    assert read_frames(b"".join(out)) == [Frame(True, 0, BINARY, None, big)]
+    mutable = bytearray(big)
+    conn.send_binary(mutable)
+    mutable[0] = 0  # changed after send: the queued frame must not see it
+    assert read_frames(b"".join(conn.data_to_send())) == [Frame(True, 0, BINARY, None, big)]
+
+
 # -------------------------------------------------------------- max_size
 
 

@@ -830,3 +830,89 @@ def test_scan_implementations_agree_and_match_the_connection(
     assert events == [Message(m) for m in messages]
     if max_size is None:
         assert new_pos >= pos + len(lead) or any(text and not _decodes(data) for text, data in good)
+
+
+# -------------------------------------------------------------------- Payload
+
+PAYLOADS = [_accel_py.Payload] + ([C.Payload] if C is not None else [])
+payload_impls = pytest.mark.parametrize(
+    "payload_cls", PAYLOADS, ids=lambda cls: "c" if cls is not _accel_py.Payload else "python"
+)
+
+
+@payload_impls
+@pytest.mark.parametrize("key", [None, KEY])
+def test_payload_assembles_and_unmasks_pieces(payload_cls: Any, key: bytes | None) -> None:
+    data = random_bytes(7, 200_003)
+    wire = data if key is None else reference_mask(data, key)
+    payload = payload_cls(len(wire), key)
+    assert payload.remaining == len(wire)
+    # Uneven pieces: key offsets 1, 2, 3 and pieces bigger than the growth step.
+    pos = 0
+    for size in itertools.cycle([1, 3, 70_001, 2, 130_000]):
+        taken = payload.feed(wire[pos : pos + size])
+        assert taken == min(size, len(wire) - pos)
+        pos += taken
+        if not payload.remaining:
+            break
+    assert payload.take() == data
+    assert payload.remaining == 0
+
+
+@payload_impls
+def test_payload_takes_only_what_is_missing_from_start(payload_cls: Any) -> None:
+    payload = payload_cls(5, KEY)
+    wire = b"head" + reference_mask(b"hello", KEY) + b"next frame"
+    assert payload.feed(bytearray(wire), 4) == 5
+    assert payload.feed(wire, 9) == 0
+    assert payload.take() == b"hello"
+
+
+@payload_impls
+def test_payload_errors(payload_cls: Any) -> None:
+    with pytest.raises(ValueError):
+        payload_cls(-1)
+    with pytest.raises(ValueError):
+        payload_cls(4, b"abc")
+    payload = payload_cls(4)
+    with pytest.raises(ValueError):
+        payload.feed(b"ab", 3)
+    with pytest.raises(ValueError):
+        payload.feed(b"ab", -1)
+    assert payload.feed(b"ab") == 2
+    with pytest.raises(ValueError, match="not complete"):
+        payload.take()
+    assert payload.feed(memoryview(b"cdef")) == 2
+    assert payload.take() == b"abcd"
+    with pytest.raises(ValueError, match="already taken"):
+        payload.take()
+    with pytest.raises(ValueError, match="already taken"):
+        payload.feed(b"x")
+    assert payload_cls(0).take() == b""
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=300_000).map(lambda b: b * (1 + 70_000 // (len(b) + 1))),
+    key=st.none() | st.binary(min_size=4, max_size=4),
+    cuts=st.lists(st.integers(0, 2**20), max_size=8),
+    extra=st.integers(0, 5),
+)
+def test_c_payload_equals_python(
+    data: bytes, key: bytes | None, cuts: list[int], extra: int
+) -> None:
+    # Pieces may run past the payload's end (the next frame's bytes): both must
+    # take exactly what is missing and leave the rest.
+    wire = data + b"\xff" * extra
+    results = []
+    for cls in (_accel_py.Payload, C.Payload):
+        payload = cls(len(data), key)
+        takes = []
+        pos = 0
+        for bound in sorted({min(c, len(wire)) for c in cuts} | {len(wire)}):
+            takes.append(payload.feed(wire[:bound], pos) if bound >= pos else 0)
+            pos += takes[-1]
+        results.append((takes, payload.remaining, payload.take()))
+    assert results[0] == results[1]
+    assert results[0][2] == (data if key is None else reference_mask(data, key))

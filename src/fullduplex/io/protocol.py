@@ -34,6 +34,7 @@ __all__ = ["Listener", "WebSocketProtocol"]
 logger = logging.getLogger("fullduplex")
 
 DEFAULT_WRITE_LIMIT = 64 * 1024
+_GATHER = 64 * 1024
 
 
 class Listener(Protocol):
@@ -277,9 +278,17 @@ class WebSocketProtocol(asyncio.Protocol):
         core = self.core
         assert core is not None
         transport = self.transport
+        size = core.output_pending
         out = core.data_to_send()
         if out and transport is not None and not self._transport_closed:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if len(out) == 1:
+                transport.write(out[0])
+            elif size >= _GATHER:
+                # Large payloads are queued uncopied after their headers; a gathered
+                # write (writev on uvloop) sends them without joining.
+                transport.writelines(out)
+            else:
+                transport.write(b"".join(out))
         if core.failure is not None and not self._failure_logged:
             self._failure_logged = True
             logger.info(

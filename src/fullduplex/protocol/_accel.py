@@ -19,11 +19,19 @@ from __future__ import annotations
 
 import os
 
-from ._accel_py import mask_into, scan, utf8_check
+from ._accel_py import Payload, mask_into, scan, utf8_check
 from .frames import encode_frame
 from .mask import apply_mask
 
-__all__ = ["SPEEDUPS", "apply_mask", "encode_frame", "mask_into", "scan", "utf8_check"]
+__all__ = [
+    "SPEEDUPS",
+    "Payload",
+    "apply_mask",
+    "encode_frame",
+    "mask_into",
+    "scan",
+    "utf8_check",
+]
 
 
 def _flag(name: str) -> bool:
@@ -38,6 +46,7 @@ if _flag("FULLDUPLEX_NO_SPEEDUPS"):
 else:
     try:
         from .._speedups import (
+            Payload,
             apply_mask,
             encode_frame,
             mask_into,

@@ -2,7 +2,8 @@
 
 :func:`~fullduplex.protocol.mask.apply_mask` and
 :func:`~fullduplex.protocol.frames.encode_frame` are their own twins; this module
-holds the others: :func:`mask_into`, :func:`utf8_check` and :func:`scan`. Each gives
+holds the others: :func:`mask_into`, :func:`utf8_check`, :func:`scan` and
+:class:`Payload`. Each gives
 the same results as its C version in ``fullduplex._speedups`` bit for bit, which
 ``tests/protocol/test_speedups.py`` checks. Use them through
 :mod:`fullduplex.protocol._accel`, which picks the C versions when they are built.
@@ -15,7 +16,7 @@ from operator import index
 
 from .mask import apply_mask
 
-__all__ = ["UTF8_STATES", "mask_into", "scan", "utf8_check"]
+__all__ = ["UTF8_STATES", "Payload", "mask_into", "scan", "utf8_check"]
 
 
 def mask_into(
@@ -43,6 +44,62 @@ def mask_into(
 def _check_key(key: bytes) -> None:
     if len(key) != 4:
         raise ValueError("mask key must be 4 bytes")
+
+
+class Payload:
+    """The payload of one data frame of ``size`` bytes, assembled as it arrives.
+
+    Pieces given to :meth:`feed` are unmasked with ``key`` (when given) at their
+    offset in the frame. Memory grows with what arrives, not with the declared size.
+    """
+
+    __slots__ = ("_buf", "_key", "_size", "_taken")
+
+    def __init__(self, size: int, key: bytes | bytearray | memoryview | None = None) -> None:
+        size = index(size)
+        if size < 0:
+            raise ValueError("size must not be negative")
+        if key is not None:
+            key = bytes(key)
+            _check_key(key)
+        self._size = size
+        self._key = key
+        self._buf = bytearray()
+        self._taken = False
+
+    @property
+    def remaining(self) -> int:
+        """Bytes still missing (0 once complete or taken)."""
+        return 0 if self._taken else self._size - len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview, start: int = 0) -> int:
+        """Copy ``data[start:]`` in, up to the bytes still missing; return how many."""
+        if self._taken:
+            raise ValueError("the payload was already taken")
+        with memoryview(data) as view:
+            start = index(start)
+            if not 0 <= start <= len(view):
+                raise ValueError("start out of range")
+            buf = self._buf
+            filled = len(buf)
+            n = min(len(view) - start, self._size - filled)
+            if n <= 0:
+                return 0
+            buf += view[start : start + n]
+        if self._key is not None:
+            mask_into(buf, filled, filled + n, self._key, filled)
+        return n
+
+    def take(self) -> bytes:
+        """Return the whole payload; only once, and only when nothing is missing."""
+        if self._taken:
+            raise ValueError("the payload was already taken")
+        if len(self._buf) != self._size:
+            raise ValueError("the payload is not complete")
+        self._taken = True
+        data = bytes(self._buf)
+        self._buf = bytearray()
+        return data
 
 
 # --------------------------------------------------------------------------- UTF-8

@@ -38,10 +38,10 @@ import os
 from collections.abc import Callable
 
 from ..errors import InvalidState, InvalidUTF8, MessageTooBig, PolicyViolation, ProtocolError
-from ._accel import SPEEDUPS, apply_mask, encode_frame, scan
+from ._accel import SPEEDUPS, Payload, apply_mask, encode_frame, scan
 from .deflate import PerMessageDeflate
 from .events import CloseReceived, Message, Ping, Pong
-from .frames import CloseCode, decode_close, encode_close
+from .frames import CloseCode, decode_close, encode_close, encode_header
 from .utf8 import Utf8Decoder
 
 __all__ = ["Connection", "Side", "State"]
@@ -70,6 +70,10 @@ SERVER = Side.SERVER
 _TEXT, _BINARY, _CONT = 1, 2, 0
 _CLOSE, _PING, _PONG = 8, 9, 10
 _MASK_POOL = 4 * 256
+# From this size a binary frame still arriving is assembled in a Payload (one copy,
+# in C when built) and a server's outgoing payload is written after its header
+# without being copied into one frame.
+_LARGE = 16 * 1024
 
 
 class Connection:
@@ -122,6 +126,7 @@ class Connection:
         self._frame_fin = False
         self._frame_key: bytes | None = None
         self._frame_off = 0
+        self._payload: Payload | None = None  # a large binary frame being assembled
 
         # Message being received: _msg_opcode is 0 between messages.
         self._msg_opcode = 0
@@ -272,6 +277,7 @@ class Connection:
         self.state = State.CLOSING
         self._discard = True
         self._buf.clear()
+        self._payload = None
         if not self._client or code == CloseCode.ABNORMAL_CLOSURE:
             self.eof_wanted = True
 
@@ -336,6 +342,15 @@ class Connection:
         self, opcode: int, data: bytes | bytearray | memoryview, fin: bool, rsv1: bool = False
     ) -> None:
         if not self._client:
+            length = len(data)
+            if length >= _LARGE and type(data) is bytes:
+                # Immutable, so it can be queued as it is: the I/O layer writes the
+                # pieces with one gathered write instead of copying them together.
+                header = encode_header(opcode, length, fin=fin, rsv1=rsv1)
+                self._out.append(header)
+                self._out.append(data)
+                self._out_size += len(header) + length
+                return
             frame = encode_frame(opcode, data, fin=fin, rsv1=rsv1)
             self._out.append(frame)
             self._out_size += len(frame)
@@ -363,8 +378,18 @@ class Connection:
         """
         if self._discard or not data:
             return
-        self._buf += data
         try:
+            payload = self._payload
+            if payload is not None and not self._buf:
+                # The rest of a large frame goes straight into its payload.
+                n = payload.feed(data)
+                if payload.remaining:
+                    return
+                self._end_payload()
+                if n == len(data) or self._discard:
+                    return
+                data = memoryview(data)[n:]
+            self._buf += data
             self._parse()
         except ProtocolError as exc:
             self.failure = exc
@@ -379,6 +404,7 @@ class Connection:
         self._discard = True
         self._buf.clear()
         self._msg_parts = []
+        self._payload = None
 
     def _parse(self) -> None:
         buf = self._buf
@@ -514,7 +540,20 @@ class Connection:
                     self._begin_frame(opcode, bool(fin), length, key, compressed)
                     pos = start
                     remaining = length
+                    if (
+                        length >= _LARGE
+                        and not compressed
+                        and (opcode or self._msg_opcode) == _BINARY
+                    ):
+                        self._payload = Payload(length, key)
                 # ---- payload of a data frame, taken as it arrives
+                payload = self._payload
+                if payload is not None:
+                    pos += payload.feed(buf, pos)
+                    if payload.remaining:
+                        break
+                    self._end_payload()
+                    continue
                 n = end - pos
                 if n > remaining:
                     n = remaining
@@ -559,6 +598,13 @@ class Connection:
         self._frame_fin = fin
         self._frame_key = key
         self._frame_off = 0
+
+    def _end_payload(self) -> None:
+        payload = self._payload
+        assert payload is not None
+        self._payload = None
+        self._remaining = None
+        self._data(payload.take(), self._frame_fin)
 
     def _data(self, chunk: bytes, last: bool) -> None:
         if self._msg_compressed:
