@@ -7,7 +7,7 @@
 # (the installed extension is left alone) and runs fuzzing/fuzz_speedups.py with
 # atheris. With clang, the C code is built with -fsanitize=address,fuzzer-no-link
 # and libFuzzer follows its branches; with gcc only, it is built with
-# -fsanitize=address and libFuzzer follows the Python side alone.
+# -fsanitize=address and libFuzzer gets no coverage feedback (random mutation only).
 # FULLDUPLEX_FUZZ_COMPILER=clang or =gcc picks one; FULLDUPLEX_FUZZ_BUILD moves the
 # build and corpus directory.
 #
@@ -65,7 +65,9 @@ elif [ "$COMPILER" != clang ] && command -v gcc >/dev/null 2>&1 && PRELOAD="$(gc
     && [ -f "$PRELOAD" ]; then
     gcc "${CFLAGS[@]}" -fsanitize=address "$SOURCE" -o "$MODULE" \
         || cannot "gcc could not build the instrumented extension"
-    MODE="gcc: ASan, Python-side coverage only"
+    # gcc's preloaded libasan shadows the coverage hooks atheris registers, so
+    # libFuzzer mutates blind here: still a memory-safety check, not a guided one.
+    MODE="gcc: ASan only, no coverage guidance (install clang for a guided run)"
 else
     cannot "neither clang with compiler-rt nor gcc with libasan is installed${COMPILER:+ (FULLDUPLEX_FUZZ_COMPILER=$COMPILER)}"
 fi

@@ -47,3 +47,7 @@ def test_short_fuzz_run_finds_nothing(tmp_path: Path) -> None:
     assert runs is not None, output[-3000:]
     assert int(runs.group(1)) > 1000
     assert "AddressSanitizer" not in output
+    if "C coverage" in output:
+        # Guided, not blind: libFuzzer saw new branches and grew its corpus.
+        added = re.search(r"stat::new_units_added:\s*(\d+)", output)
+        assert added is not None and int(added.group(1)) > 10, output[-3000:]
