@@ -69,6 +69,45 @@ class WebSocketProtocol(asyncio.Protocol):
             ``send`` waits (``drain``) while the buffer is above it.
     """
 
+    # One per open connection: slots keep an idle connection small. "__dict__" stays
+    # so applications and subclasses may still hang their own attributes on it; it is
+    # only allocated when they do.
+    __slots__ = (
+        "__dict__",
+        "_close_timer",
+        "_closing_notified",
+        "_dispatching",
+        "_drain_waiters",
+        "_failure_logged",
+        "_flush_scheduled",
+        "_last_recv",
+        "_open_timer",
+        "_ping_timer",
+        "_pings",
+        "_pong_timer",
+        "_read_paused",
+        "_transport_closed",
+        "_write_paused",
+        "close_timeout",
+        "closed",
+        "core",
+        "deflate",
+        "extensions",
+        "listener",
+        "local_address",
+        "loop",
+        "max_fragments",
+        "max_size",
+        "open_timeout",
+        "ping_interval",
+        "ping_timeout",
+        "remote_address",
+        "side",
+        "subprotocol",
+        "transport",
+        "write_limit",
+    )
+
     listener: Listener | None
 
     def __init__(
@@ -106,7 +145,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._pings: OrderedDict[bytes, tuple[asyncio.Future[float], float]] = OrderedDict()
+        # Pings waiting for their pong, oldest first; created by the first ping.
+        self._pings: OrderedDict[bytes, tuple[asyncio.Future[float], float]] | None = None
         self._last_recv = 0.0
         self._open_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -184,10 +224,11 @@ class WebSocketProtocol(asyncio.Protocol):
         core = self.core
         if core is not None:
             core.receive_eof()
-            for waiter, _ in self._pings.values():
-                if not waiter.done():
-                    waiter.set_exception(self.closed_exception())
-            self._pings.clear()
+            pings, self._pings = self._pings, None
+            if pings:
+                for waiter, _ in pings.values():
+                    if not waiter.done():
+                        waiter.set_exception(self.closed_exception())
         else:
             self.handshake_lost(exc)
         self._wake_drain()
@@ -398,27 +439,31 @@ class WebSocketProtocol(asyncio.Protocol):
     def ping(self, data: bytes | None = None) -> asyncio.Future[float]:
         """Send a ping; the future resolves to the round-trip time when its pong comes."""
         core = self._check_open()
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = OrderedDict()
         if data is None:
             data = os.urandom(4)
-            while data in self._pings:  # pragma: no cover - 1 in 4 billion
+            while data in pings:  # pragma: no cover - 1 in 4 billion
                 data = os.urandom(4)
-        elif data in self._pings:
+        elif data in pings:
             raise InvalidState("a ping with this payload is already waiting for its pong")
         core.send_ping(data)
         waiter: asyncio.Future[float] = self.loop.create_future()
-        self._pings[bytes(data)] = (waiter, self.loop.time())
+        pings[bytes(data)] = (waiter, self.loop.time())
         if not self._dispatching:
             self._flush()
         return waiter
 
     def _pong(self, data: bytes) -> None:
-        if data not in self._pings:
+        pings = self._pings
+        if not pings or data not in pings:
             return  # unsolicited (RFC 6455 §5.5.3): ignored
         now = self.loop.time()
         # A pong answers its ping and every earlier one still waiting (§5.5.3 allows
         # a peer to answer only the latest of several pings).
-        while self._pings:
-            key, (waiter, sent) = self._pings.popitem(last=False)
+        while pings:
+            key, (waiter, sent) = pings.popitem(last=False)
             if not waiter.done():
                 waiter.set_result(now - sent)
             if key == data:

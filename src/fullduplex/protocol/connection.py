@@ -94,6 +94,43 @@ class Connection:
             ``max_size`` applies to the decompressed size, enforced while inflating.
     """
 
+    # One per open connection: slots keep an idle connection small.
+    __slots__ = (
+        "_buf",
+        "_client",
+        "_decoder",
+        "_discard",
+        "_events",
+        "_frame_fin",
+        "_frame_key",
+        "_frame_off",
+        "_mask_pos",
+        "_masks",
+        "_msg_compressed",
+        "_msg_frames",
+        "_msg_opcode",
+        "_msg_out",
+        "_msg_parts",
+        "_msg_size",
+        "_out",
+        "_out_size",
+        "_payload",
+        "_random_bytes",
+        "_remaining",
+        "_send_compressed",
+        "_send_opcode",
+        "close_rcvd",
+        "close_sent",
+        "deflate",
+        "eof_received",
+        "eof_wanted",
+        "failure",
+        "max_fragments",
+        "max_size",
+        "side",
+        "state",
+    )
+
     def __init__(
         self,
         side: Side,
