@@ -720,9 +720,16 @@ error:
  * into (unmasked on the way), so a large frame costs one copy instead of
  * buffer-append, slice, unmask and join. The object is private until take():
  * nothing else holds a reference, which is what makes growing it with
- * _PyBytes_Resize and writing into it legal. It grows by doubling with what has
- * actually arrived, never to the declared size up front, so a peer announcing a
- * huge frame gets no more memory than it sends.
+ * _PyBytes_Resize and writing into it legal.
+ *
+ * Up to PAYLOAD_EAGER bytes it is allocated whole at the first piece: growing it
+ * by reallocation makes the allocator map fresh pages for every message (hundreds
+ * of page faults per MiB), while one allocation of a steady size is recycled. The
+ * allocation is not touched beyond what arrives, so it stays virtual, not
+ * resident, until the peer actually sends the bytes (and the caller has already
+ * checked the declared size against its limit). Above that it grows by doubling
+ * with what has arrived, so an unlimited peer announcing a huge frame gets no more
+ * memory than it sends.
  */
 typedef struct {
     PyObject_HEAD
@@ -735,7 +742,7 @@ typedef struct {
     int taken;
 } PayloadObject;
 
-#define PAYLOAD_MIN_ALLOC 65536
+#define PAYLOAD_EAGER ((Py_ssize_t)64 << 20)
 
 static PyObject *
 Payload_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -809,11 +816,11 @@ Payload_feed(PayloadObject *self, PyObject *const *args, Py_ssize_t nargs, PyObj
         need = self->filled + n;
         if (need > self->cap) {
             Py_ssize_t cap = self->cap;
-            /* Doubling, from a floor, capped at the frame's size; no overflow since
-             * cap <= size <= PY_SSIZE_T_MAX. */
+            /* The whole frame up to PAYLOAD_EAGER, then doubling, capped at the
+             * frame's size; no overflow since cap <= size <= PY_SSIZE_T_MAX. */
             cap = cap > self->size / 2 ? self->size : cap * 2;
-            if (cap < PAYLOAD_MIN_ALLOC) {
-                cap = PAYLOAD_MIN_ALLOC < self->size ? PAYLOAD_MIN_ALLOC : self->size;
+            if (cap < PAYLOAD_EAGER) {
+                cap = PAYLOAD_EAGER < self->size ? PAYLOAD_EAGER : self->size;
             }
             if (cap < need) {
                 cap = need;
