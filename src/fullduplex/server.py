@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
 import ssl as ssl_module
@@ -23,6 +24,23 @@ __all__ = ["Server", "broadcast", "serve", "serve_callbacks"]
 logger = logging.getLogger("fullduplex.server")
 
 Handler = Callable[[Connection], Awaitable[None]]
+
+
+def _keyword_defaults(*functions: Callable[..., Any]) -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    for function in functions:
+        for parameter in inspect.signature(function).parameters.values():
+            if (
+                parameter.kind is parameter.KEYWORD_ONLY
+                and parameter.default is not parameter.empty
+            ):
+                defaults.setdefault(parameter.name, parameter.default)
+    return defaults
+
+
+# What ServerProtocol does when an option is not passed (its own parameters first).
+_PROTOCOL_DEFAULTS = _keyword_defaults(ServerProtocol.__init__, WebSocketProtocol.__init__)
+_PLAIN_TYPES = (type(None), bool, int, float, str)
 
 
 class Server:
@@ -54,6 +72,7 @@ class Server:
         self._server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed: asyncio.Future[None] | None = None
+        self._protocol_kwargs: dict[str, Any] | None = None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -70,6 +89,7 @@ class Server:
         """Start listening; ``port=0`` picks a free port (see :attr:`port`)."""
         loop = asyncio.get_running_loop()
         self._closed = loop.create_future()
+        self._protocol_kwargs = self._options_for_protocols()
         if unix is not None:
             self._server = await loop.create_unix_server(
                 self._make_protocol, unix, sock=sock, ssl=ssl, **create_server_options
@@ -85,21 +105,33 @@ class Server:
         return self
 
     def _make_protocol(self) -> ServerProtocol:
-        # Registered once connected: asyncio never reports a connection whose TLS
-        # handshake failed, so registering here would leak it.
-        return ServerProtocol(
-            self._on_open,
-            on_made=self._protocols.add,
-            on_lost=self._on_lost,
-            at_capacity=self._at_capacity if self.max_connections is not None else None,
-            close_timeout=self.close_timeout,
-            **self.protocol_options,
-        )
+        options = self._protocol_kwargs
+        if options is None:
+            options = self._protocol_kwargs = self._options_for_protocols()
+        return ServerProtocol(self._on_open, **options)
 
-    def _at_capacity(self) -> bool:
-        # The connection asking is already counted.
-        assert self.max_connections is not None
-        return len(self._protocols) > self.max_connections
+    def _options_for_protocols(self) -> dict[str, Any]:
+        options = {
+            # Registered once connected: asyncio never reports a connection whose
+            # TLS handshake failed, so registering here would leak it.
+            "on_made": self._protocols.add,
+            "on_lost": self._protocols.discard,
+            "at_capacity": self._at_capacity if self.max_connections is not None else None,
+            "close_timeout": self.close_timeout,
+            **self.protocol_options,
+        }
+        # Binding a keyword costs on every connection: leave out the plain values
+        # that equal the parameter's default (the default is then the same value).
+        return {
+            name: value
+            for name, value in options.items()
+            if not (
+                name in _PROTOCOL_DEFAULTS
+                and type(value) in _PLAIN_TYPES
+                and type(value) is type(_PROTOCOL_DEFAULTS[name])
+                and value == _PROTOCOL_DEFAULTS[name]
+            )
+        }
 
     def _at_capacity(self) -> bool:
         # The protocol asking is already counted in _protocols.
@@ -115,9 +147,6 @@ class Server:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return conn
-
-    def _on_lost(self, proto: ServerProtocol) -> None:
-        self._protocols.discard(proto)
 
     async def _run_handler(self, conn: Connection, proto: ServerProtocol) -> None:
         try:

@@ -29,6 +29,7 @@ from ..protocol.handshake import (
     build_response,
     check_request,
     parse_extensions,
+    parse_request,
     parse_subprotocols,
     select_subprotocol,
 )
@@ -43,6 +44,17 @@ DEFAULT_DEFLATE = DeflateOptions()
 ProcessRequest = Callable[[Any, Request], Any]
 ProcessResponse = Callable[[Any, Request, Response], Any]
 SelectSubprotocol = Callable[[Any, Sequence[str]], "str | None"]
+
+# The 101 response's own fields, which a process_response hook cannot replace.
+_OURS = frozenset(
+    {
+        "upgrade",
+        "connection",
+        "sec-websocket-accept",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+    }
+)
 
 
 class ServerProtocol(WebSocketProtocol):
@@ -73,6 +85,29 @@ class ServerProtocol(WebSocketProtocol):
         max_request_line, max_header_size, max_headers: request head limits.
         **kwargs: passed to :class:`~fullduplex.io.protocol.WebSocketProtocol`.
     """
+
+    __slots__ = (
+        "_at_capacity",
+        "_head_pending",
+        "_hosts",
+        "_key",
+        "_leftover",
+        "_limits",
+        "_on_lost",
+        "_on_made",
+        "_on_open",
+        "_origins",
+        "_process_request",
+        "_process_response",
+        "_reader",
+        "_response",
+        "_select_subprotocol",
+        "compression",
+        "max_unsent",
+        "request",
+        "subprotocols",
+        "username",
+    )
 
     def __init__(
         self,
@@ -107,23 +142,74 @@ class ServerProtocol(WebSocketProtocol):
         self._at_capacity = at_capacity
         self.max_unsent = max_unsent
         self.compression = compression
-        self._reader: HTTPReader | None = HTTPReader(
-            "request",
-            max_line=max_request_line,
-            max_header_size=max_header_size,
-            max_headers=max_headers,
-        )
+        if max_request_line < 0 or max_header_size < 0 or max_headers < 0:
+            raise ValueError("request head limits must be >= 0")
+        self._limits = (max_request_line, max_header_size, max_headers)
+        # True until the request head is read or the handshake ends otherwise.
+        self._head_pending = True
+        # Created only for a head that does not come whole in the first read.
+        self._reader: HTTPReader | None = None
         self._leftover = b""
         self.request: Request | None = None
-        self.response: Response | None = None
+        # The 101 response is built on first access of ``response`` from the key.
+        self._response: Response | None = None
+        self._key: str | None = None
         self.username: str | None = None
+
+    @property
+    def response(self) -> Response | None:
+        """The ``101 Switching Protocols`` response sent, once the handshake succeeded."""
+        response = self._response
+        if response is None and self._key is not None:
+            headers = Headers(
+                [
+                    ("Upgrade", "websocket"),
+                    ("Connection", "Upgrade"),
+                    ("Sec-WebSocket-Accept", accept_key(self._key)),
+                ]
+            )
+            if self.subprotocol is not None:
+                headers.add("Sec-WebSocket-Protocol", self.subprotocol)
+            if self.extensions:
+                headers.add("Sec-WebSocket-Extensions", self.extensions)
+            response = self._response = Response(101, "Switching Protocols", headers)
+        return response
+
+    @response.setter
+    def response(self, response: Response | None) -> None:
+        self._response = response
 
     # -------------------------------------------------------------- handshake
 
     def handshake_data(self, data: bytes) -> None:
+        if not self._head_pending:
+            return  # answered or refused; waiting for the hook or the close
         reader = self._reader
         if reader is None:
-            return  # answered or refused; waiting for the hook or the close
+            max_line, max_header_size, max_headers = self._limits
+            # A client sends its request in one segment: read it in one pass when
+            # it is plain, and only otherwise go through the incremental reader.
+            parsed = (
+                parse_request(
+                    data,
+                    max_line=max_line,
+                    max_header_size=max_header_size,
+                    max_headers=max_headers,
+                )
+                if type(data) is bytes
+                else None
+            )
+            if parsed is not None:
+                self._head_pending = False
+                self.request, self._leftover = parsed
+                self._received()
+                return
+            reader = self._reader = HTTPReader(
+                "request",
+                max_line=max_line,
+                max_header_size=max_header_size,
+                max_headers=max_headers,
+            )
         try:
             request = reader.feed(data)
         except InvalidRequest as exc:
@@ -132,9 +218,15 @@ class ServerProtocol(WebSocketProtocol):
         if request is None:
             return
         assert isinstance(request, Request)
+        self._head_pending = False
         self._reader = None
         self._leftover = reader.leftover
         self.request = request
+        self._received()
+
+    def _received(self) -> None:
+        request = self.request
+        assert request is not None
         if self._at_capacity is not None and self._at_capacity():
             self.reject(503, "The server is at capacity; try again later.", [("Retry-After", "5")])
             return
@@ -187,18 +279,25 @@ class ServerProtocol(WebSocketProtocol):
         if answer is not None:
             self.send_http(answer)
             return
+        headers = request.headers
+        offered: list[str] = []
+        offers: list[tuple[str, list[tuple[str, str | None]]]] = []
         try:
             key = check_request(request)
-            if self._origins is not None and request.headers.get("Origin") not in self._origins:
+            if self._origins is not None and headers.get("Origin") not in self._origins:
                 raise InvalidRequest("Origin not allowed.", 403)
-            try:
-                offered = parse_subprotocols(request.headers.get_all("Sec-WebSocket-Protocol"))
-            except ValueError as exc:
-                raise InvalidRequest(f"Invalid Sec-WebSocket-Protocol: {exc}", 400) from None
-            try:
-                offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))
-            except ValueError as exc:
-                raise InvalidRequest(f"Invalid Sec-WebSocket-Extensions: {exc}", 400) from None
+            values = headers.get_all("Sec-WebSocket-Protocol")
+            if values:
+                try:
+                    offered = parse_subprotocols(values)
+                except ValueError as exc:
+                    raise InvalidRequest(f"Invalid Sec-WebSocket-Protocol: {exc}", 400) from None
+            values = headers.get_all("Sec-WebSocket-Extensions")
+            if values:
+                try:
+                    offers = parse_extensions(values)
+                except ValueError as exc:
+                    raise InvalidRequest(f"Invalid Sec-WebSocket-Extensions: {exc}", 400) from None
         except InvalidRequest as exc:
             self.reject(exc.status, exc.message, exc.headers)
             return
@@ -210,25 +309,26 @@ class ServerProtocol(WebSocketProtocol):
                 return
         else:
             subprotocol = select_subprotocol(offered, self.subprotocols) if offered else None
-        headers = Headers(
-            [
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Accept", accept_key(key)),
-            ]
-        )
-        if subprotocol is not None:
-            headers.add("Sec-WebSocket-Protocol", subprotocol)
         # RFC 7692 §5: accept the first permessage-deflate offer we can honour.
         negotiated = (
             server_negotiate(offers, self.compression)
             if offers and self.compression is not None
             else None
         )
-        if negotiated is not None:
-            headers.add("Sec-WebSocket-Extensions", negotiated[0])
-        response = Response(101, "Switching Protocols", headers)
+        extra: list[tuple[str, str]] = []
         if self._process_response is not None:
+            response_headers = Headers(
+                [
+                    ("Upgrade", "websocket"),
+                    ("Connection", "Upgrade"),
+                    ("Sec-WebSocket-Accept", accept_key(key)),
+                ]
+            )
+            if subprotocol is not None:
+                response_headers.add("Sec-WebSocket-Protocol", subprotocol)
+            if negotiated is not None:
+                response_headers.add("Sec-WebSocket-Extensions", negotiated[0])
+            response = Response(101, "Switching Protocols", response_headers)
             try:
                 replacement = self._process_response(self, request, response)
             except Exception:
@@ -238,17 +338,11 @@ class ServerProtocol(WebSocketProtocol):
             if replacement is not None and replacement is not response:
                 self.send_http(replacement)
                 return
-        # The hook may have added headers; ours are rebuilt by build_response.
-        ours = (
-            "upgrade",
-            "connection",
-            "sec-websocket-accept",
-            "sec-websocket-protocol",
-            "sec-websocket-extensions",
-        )
-        extra = [(k, v) for k, v in response.headers.items() if k.lower() not in ours]
+            # The hook may have added headers; ours are rebuilt by build_response.
+            extra = [(k, v) for k, v in response.headers.items() if k.lower() not in _OURS]
+            self._response = response
         self.subprotocol = subprotocol
-        self.response = response
+        self._key = key
         if negotiated is not None:
             self.extensions, self.deflate = negotiated
         self.transport.write(
@@ -265,6 +359,7 @@ class ServerProtocol(WebSocketProtocol):
 
     def send_http(self, response: Response) -> None:
         """Answer the request with a plain HTTP response and close the connection."""
+        self._head_pending = False
         self._reader = None
         assert self.transport is not None
         headers = [
@@ -286,6 +381,7 @@ class ServerProtocol(WebSocketProtocol):
 
     def reject(self, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Answer the handshake with an HTTP error and close the connection."""
+        self._head_pending = False
         self._reader = None
         logger.info("refused handshake from %s: %d %s", self.remote_address, status, message)
         if self.transport is not None and not self.transport.is_closing():
@@ -293,10 +389,12 @@ class ServerProtocol(WebSocketProtocol):
             self._close_transport()
 
     def handshake_lost(self, exc: Exception | None) -> None:
+        self._head_pending = False
         self._reader = None
 
     def handshake_timed_out(self) -> None:
         logger.info("opening handshake timed out: %s", self.remote_address)
+        self._head_pending = False
         self._reader = None
         self.abort()
 
