@@ -26,7 +26,7 @@ from typing import Any, Protocol, cast
 from ..errors import InvalidState, closed_error
 from ..protocol.connection import Connection as Core, Side, State
 from ..protocol.deflate import PerMessageDeflate
-from ..protocol.events import CloseReceived, Message, Ping, Pong
+from ..protocol.events import CloseReceived, Ping, Pong
 from ..protocol.frames import CloseCode
 
 __all__ = ["Listener", "WebSocketProtocol"]
@@ -207,7 +207,9 @@ class WebSocketProtocol(asyncio.Protocol):
         if core is None:
             self.handshake_data(data)
             return
-        self._last_recv = self.loop.time()
+        if self._pong_timer is not None:
+            # Only a pending keepalive check reads this: no clock read per message.
+            self._last_recv = self.loop.time()
         core.receive_data(data)
         self._process()
 
@@ -292,16 +294,17 @@ class WebSocketProtocol(asyncio.Protocol):
         """Deliver the core's events and act on its wishes; one write at the end."""
         core = self.core
         assert core is not None
-        events = core.events()
+        events = core.raw_events()
         if events:
             listener = self.listener
             self._dispatching = True
             try:
                 for event in events:
-                    if type(event) is Message:
+                    kind = type(event)
+                    if kind is bytes or kind is str:
                         if listener is not None:
                             try:
-                                listener.on_message(self, event.data)
+                                listener.on_message(self, event)  # type: ignore[arg-type]
                             except Exception:
                                 logger.exception("error in message callback")
                                 self.fail(CloseCode.INTERNAL_ERROR, "internal error")
@@ -318,18 +321,32 @@ class WebSocketProtocol(asyncio.Protocol):
     def _flush(self) -> None:
         core = self.core
         assert core is not None
-        transport = self.transport
         size = core.output_pending
-        out = core.data_to_send()
-        if out and transport is not None and not self._transport_closed:
-            if len(out) == 1:
-                transport.write(out[0])
-            elif size >= _GATHER:
-                # Large payloads are queued uncopied after their headers; a gathered
-                # write (writev on uvloop) sends them without joining.
-                transport.writelines(out)
-            else:
-                transport.write(b"".join(out))
+        if size:
+            out = core.data_to_send()
+            transport = self.transport
+            if transport is not None and not self._transport_closed:
+                if len(out) == 1:
+                    transport.write(out[0])
+                elif size >= _GATHER:
+                    # Large payloads are queued uncopied after their headers; a
+                    # gathered write (writev on uvloop) sends them without joining.
+                    transport.writelines(out)
+                else:
+                    transport.write(b"".join(out))
+                if self._write_paused:
+                    self._write_backlogged()
+        # Failing, closing and the end of input all stop reading first (the core's
+        # input_done): one test covers them while messages flow.
+        if core.input_done:
+            self._after_input()
+
+    def _write_backlogged(self) -> None:
+        """The transport's buffer is over the write limit (subclasses may act)."""
+
+    def _after_input(self) -> None:
+        core = self.core
+        assert core is not None
         if core.failure is not None and not self._failure_logged:
             self._failure_logged = True
             logger.info(
@@ -386,12 +403,15 @@ class WebSocketProtocol(asyncio.Protocol):
         Raises:
             InvalidState: the connection is not OPEN.
         """
-        core = self._check_open()
+        core = self.core
+        if core is None:
+            raise InvalidState("the connection is not open yet")
         if isinstance(data, str):
             core.send_text(data, compress=compress)
         else:
             core.send_binary(data, compress=compress)
-        self._after_send()
+        if not self._dispatching:
+            self._after_send()
 
     def send_fragment(
         self,

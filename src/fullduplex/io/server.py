@@ -400,13 +400,11 @@ class ServerProtocol(WebSocketProtocol):
 
     # ------------------------------------------------------------ while open
 
-    def _flush(self) -> None:
-        super()._flush()
+    def _write_backlogged(self) -> None:
         # A peer that does not read must not make us buffer without bound (the
         # asyncio API waits in send(); callbacks and broadcasts do not).
         if (
-            self._write_paused  # only then can the buffer be over the cap
-            and self.max_unsent is not None
+            self.max_unsent is not None
             and self.transport is not None
             and not self._transport_closed
             and self.transport.get_write_buffer_size() > self.max_unsent

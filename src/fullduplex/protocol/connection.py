@@ -44,7 +44,7 @@ from .events import CloseReceived, Message, Ping, Pong
 from .frames import CloseCode, decode_close, encode_close, encode_header
 from .utf8 import Utf8Decoder
 
-__all__ = ["Connection", "Side", "State"]
+__all__ = ["Connection", "RawEvent", "Side", "State"]
 
 
 class Side(enum.Enum):
@@ -62,6 +62,9 @@ class State(enum.IntEnum):
     CLOSING = 2
     CLOSED = 3
 
+
+#: An event as :meth:`Connection.raw_events` gives it: a data message bare.
+RawEvent = str | bytes | Ping | Pong | CloseReceived
 
 CLIENT = Side.CLIENT
 SERVER = Side.SERVER
@@ -99,7 +102,6 @@ class Connection:
         "_buf",
         "_client",
         "_decoder",
-        "_discard",
         "_events",
         "_frame_fin",
         "_frame_key",
@@ -113,7 +115,6 @@ class Connection:
         "_msg_parts",
         "_msg_size",
         "_out",
-        "_out_size",
         "_payload",
         "_random_bytes",
         "_remaining",
@@ -125,8 +126,10 @@ class Connection:
         "eof_received",
         "eof_wanted",
         "failure",
+        "input_done",
         "max_fragments",
         "max_size",
+        "output_pending",
         "side",
         "state",
     )
@@ -153,10 +156,14 @@ class Connection:
         self._mask_pos = _MASK_POOL
 
         self._buf = bytearray()
-        self._events: list[Message | Ping | Pong | CloseReceived] = []
+        # Data messages are kept bare (str or bytes) until events() wraps them.
+        self._events: list[RawEvent] = []
         self._out: list[bytes] = []
-        self._out_size = 0
-        self._discard = False  # after a close frame is received or the connection failed
+        #: Bytes queued for writing that :meth:`data_to_send` has not returned yet.
+        self.output_pending = 0
+        #: Whether no more events can come: close received, connection failed or
+        #: closed. Data received after that is discarded.
+        self.input_done = False
 
         # Frame being received: _remaining is None between frames.
         self._remaining: int | None = None
@@ -188,6 +195,16 @@ class Connection:
 
     def events(self) -> list[Message | Ping | Pong | CloseReceived]:
         """Return and forget the events received since the last call."""
+        return [
+            Message(event) if type(event) is str or type(event) is bytes else event  # type: ignore[misc]
+            for event in self.raw_events()
+        ]
+
+    def raw_events(self) -> list[RawEvent]:
+        """Like :meth:`events`, with each data message as its bare ``str`` or ``bytes``.
+
+        The I/O layer's hot path: no wrapper object per message.
+        """
         events = self._events
         if events:
             self._events = []
@@ -198,13 +215,8 @@ class Connection:
         out = self._out
         if out:
             self._out = []
-            self._out_size = 0
+            self.output_pending = 0
         return out
-
-    @property
-    def output_pending(self) -> int:
-        """Bytes queued for writing that :meth:`data_to_send` has not returned yet."""
-        return self._out_size
 
     def close_expected(self) -> bool:
         """Whether the peer should now close TCP, so the I/O layer arms a timeout.
@@ -214,7 +226,7 @@ class Connection:
         itself (:attr:`eof_wanted`), so this is always false for a server.
         """
         if self._client:
-            return self.state is State.CLOSING and (self.close_rcvd is not None or self._discard)
+            return self.state is State.CLOSING and (self.close_rcvd is not None or self.input_done)
         return False
 
     @property
@@ -230,11 +242,6 @@ class Connection:
         if self.close_rcvd is not None:
             return self.close_rcvd[1]
         return "" if self.state is State.CLOSED else None
-
-    @property
-    def input_done(self) -> bool:
-        """Whether no more events can come: close received, connection failed or closed."""
-        return self._discard
 
     @property
     def was_clean(self) -> bool:
@@ -312,7 +319,7 @@ class Connection:
             self._write_frame(_CLOSE, encode_close(code, reason), True)
             self.close_sent = (code, reason)
         self.state = State.CLOSING
-        self._discard = True
+        self.input_done = True
         self._buf.clear()
         self._payload = None
         if not self._client or code == CloseCode.ABNORMAL_CLOSURE:
@@ -335,7 +342,7 @@ class Connection:
         if self.state is not State.OPEN or self._send_opcode:
             raise InvalidState(f"cannot send a message in state {self.state.name}")
         self._out.append(frame)
-        self._out_size += len(frame)
+        self.output_pending += len(frame)
 
     def _send_data(
         self,
@@ -352,9 +359,15 @@ class Connection:
         elif self._send_opcode:
             raise InvalidState("a fragmented message is in progress; finish it first")
         else:
+            deflate = self.deflate
+            if deflate is None and fin and not self._client and len(data) < _LARGE:
+                # The common small server message: one frame, no state to keep.
+                frame = encode_frame(opcode, data)
+                self._out.append(frame)
+                self.output_pending += len(frame)
+                return
             if not fin:
                 self._send_opcode = opcode
-            deflate = self.deflate
             self._send_compressed = deflate is not None and (
                 deflate.should_compress(len(data)) if compress is None else compress
             )
@@ -386,11 +399,11 @@ class Connection:
                 header = encode_header(opcode, length, fin=fin, rsv1=rsv1)
                 self._out.append(header)
                 self._out.append(data)
-                self._out_size += len(header) + length
+                self.output_pending += len(header) + length
                 return
             frame = encode_frame(opcode, data, fin=fin, rsv1=rsv1)
             self._out.append(frame)
-            self._out_size += len(frame)
+            self.output_pending += len(frame)
             return
         # RFC 6455 §5.3: a fresh, unpredictable key for every frame. Keys come from a
         # pool filled with one call to the CSPRNG per 256 frames.
@@ -403,7 +416,7 @@ class Connection:
         # One allocation for header, key and masked payload (in C when it is built).
         frame = encode_frame(opcode, data, fin=fin, rsv1=rsv1, mask_key=key)
         self._out.append(frame)
-        self._out_size += len(frame)
+        self.output_pending += len(frame)
 
     # ---------------------------------------------------------------- receiving
 
@@ -413,20 +426,33 @@ class Connection:
         Protocol violations never raise: they fail the connection with the right
         close code, recorded in :attr:`failure`.
         """
-        if self._discard or not data:
+        if self.input_done or not data:
             return
+        buf = self._buf
         try:
-            payload = self._payload
-            if payload is not None and not self._buf:
-                # The rest of a large frame goes straight into its payload.
-                n = payload.feed(data)
-                if payload.remaining:
+            if not buf and self._remaining is None and not self._msg_opcode and SPEEDUPS:
+                # Between messages with nothing buffered: whole single-frame messages
+                # are taken by the C scanner in one call, the rest left to _parse.
+                buf += data
+                pos, found = scan(buf, 0, len(buf), self._client, self.max_size)
+                if found:
+                    self._events.extend(found)
+                if pos == len(buf):
+                    buf.clear()
                     return
-                self._end_payload()
-                if n == len(data) or self._discard:
-                    return
-                data = memoryview(data)[n:]
-            self._buf += data
+                del buf[:pos]
+            else:
+                payload = self._payload
+                if payload is not None and not buf:
+                    # The rest of a large frame goes straight into its payload.
+                    n = payload.feed(data)
+                    if payload.remaining:
+                        return
+                    self._end_payload()
+                    if n == len(data) or self.input_done:
+                        return
+                    data = memoryview(data)[n:]
+                buf += data
             self._parse()
         except ProtocolError as exc:
             self.failure = exc
@@ -438,7 +464,7 @@ class Connection:
             return
         self.eof_received = True
         self.state = State.CLOSED
-        self._discard = True
+        self.input_done = True
         self._buf.clear()
         self._msg_parts = []
         self._payload = None
@@ -454,13 +480,13 @@ class Connection:
         # loop handles everything else, and everything when it is not built.
         fast_scan = scan if SPEEDUPS else None
         try:
-            while not self._discard:
+            while not self.input_done:
                 remaining = self._remaining
                 if remaining is None:
                     if fast_scan is not None and not self._msg_opcode and end - pos >= 2:
                         pos, found = fast_scan(buf, pos, end, client, max_size)
                         if found:
-                            events.extend(map(Message, found))
+                            events.extend(found)
                     # ---- frame header
                     if end - pos < 2:
                         break
@@ -568,11 +594,11 @@ class Connection:
                             payload = self.deflate.decompress_message(payload, max_size)
                         if opcode == _TEXT:
                             try:
-                                events.append(Message(payload.decode("utf-8")))
+                                events.append(payload.decode("utf-8"))
                             except UnicodeDecodeError:
                                 raise InvalidUTF8("invalid UTF-8 in text message") from None
                         else:
-                            events.append(Message(payload))
+                            events.append(payload)
                         continue
                     self._begin_frame(opcode, bool(fin), length, key, compressed)
                     pos = start
@@ -606,7 +632,7 @@ class Connection:
                 self._remaining = remaining if remaining else None
                 self._data(chunk, not remaining and self._frame_fin)
         finally:
-            if self._discard:
+            if self.input_done:
                 buf.clear()
             elif pos:
                 del buf[:pos]
@@ -666,7 +692,7 @@ class Connection:
             self._msg_parts = []
             self._msg_size = 0
             self._decoder = None
-            self._events.append(Message(data))
+            self._events.append(data)
 
     def _inflate(self, chunk: bytes, last: bool) -> bytes:
         deflate = self.deflate
@@ -697,7 +723,7 @@ class Connection:
             code, reason = decode_close(payload)
             self.close_rcvd = (code, reason)
             # §1.4/§5.5.1: after a close frame the peer sends nothing more we accept.
-            self._discard = True
+            self.input_done = True
             self._msg_parts = []
             self._events.append(CloseReceived(code, reason))
             if self.close_sent is None:
