@@ -17,7 +17,6 @@ def scan(
     buffer: Buffer, pos: int, end: int, is_client: bool, max_size: int | None
 ) -> tuple[int, list[str | bytes]]: ...
 
-
 class Payload:
     def __init__(self, size: int, key: Buffer | None = None) -> None: ...
     @property
