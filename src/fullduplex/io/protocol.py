@@ -26,7 +26,7 @@ from typing import Any, Protocol, cast
 from ..errors import InvalidState, closed_error
 from ..protocol.connection import Connection as Core, Side, State
 from ..protocol.deflate import PerMessageDeflate
-from ..protocol.events import CloseReceived, Ping, Pong
+from ..protocol.events import Pong
 from ..protocol.frames import CloseCode
 
 __all__ = ["Listener", "WebSocketProtocol"]
@@ -86,6 +86,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_pings",
         "_pong_timer",
         "_read_paused",
+        "_tls",
         "_transport_closed",
         "_write_paused",
         "close_timeout",
@@ -142,6 +143,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.local_address: Any = None
 
         self._dispatching = False
+        self._tls = False
         self._write_paused = False
         self._read_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -199,6 +201,7 @@ class WebSocketProtocol(asyncio.Protocol):
         transport.set_write_buffer_limits(high=self.write_limit, low=self.write_limit // 4)
         self.remote_address = transport.get_extra_info("peername")
         self.local_address = transport.get_extra_info("sockname")
+        self._tls = transport.get_extra_info("sslcontext") is not None
         if self.open_timeout is not None:
             self._open_timer = self.loop.call_later(self.open_timeout, self._open_timed_out)
 
@@ -308,12 +311,10 @@ class WebSocketProtocol(asyncio.Protocol):
                             except Exception:
                                 logger.exception("error in message callback")
                                 self.fail(CloseCode.INTERNAL_ERROR, "internal error")
-                    elif type(event) is Pong:
-                        self._pong(event.data)
-                    elif type(event) is CloseReceived:
-                        self._arm_close_timer()
-                    elif type(event) is Ping:
-                        pass
+                    elif kind is Pong:
+                        self._pong(event.data)  # type: ignore[union-attr]
+                    # Ping: the core queued the pong. CloseReceived: _after_input
+                    # closes TCP (server) or waits for the server to (client).
             finally:
                 self._dispatching = False
         self._flush()
@@ -372,8 +373,13 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
-        # transport.close() waits for the buffer to drain; a peer that stops reading
-        # must not keep the connection alive past the close timeout.
+            if not transport.get_write_buffer_size() and not self._tls:
+                # Nothing left to write: the transport is closed at once, so a
+                # timer (a system timer per connection on uvloop) is not needed.
+                return
+        # transport.close() waits for the buffer to drain (and TLS for its goodbye);
+        # a peer that stops reading must not keep the connection alive past the
+        # close timeout.
         self._arm_close_timer()
 
     def _arm_close_timer(self) -> None:
