@@ -89,7 +89,7 @@ class Server:
         """Start listening; ``port=0`` picks a free port (see :attr:`port`)."""
         loop = asyncio.get_running_loop()
         self._closed = loop.create_future()
-        self._protocol_kwargs = self._options_for_protocols()
+        self._protocol_kwargs = {**self._options_for_protocols(), "loop": loop}
         if unix is not None:
             self._server = await loop.create_unix_server(
                 self._make_protocol, unix, sock=sock, ssl=ssl, **create_server_options

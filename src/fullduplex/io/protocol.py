@@ -67,6 +67,7 @@ class WebSocketProtocol(asyncio.Protocol):
         open_timeout: seconds allowed for the opening handshake.
         write_limit: high-water mark of the transport's write buffer, in bytes;
             ``send`` waits (``drain``) while the buffer is above it.
+        loop: the running event loop (looked up when not given).
     """
 
     # One per open connection: slots keep an idle connection small. "__dict__" stays
@@ -122,6 +123,7 @@ class WebSocketProtocol(asyncio.Protocol):
         close_timeout: float = 10,
         open_timeout: float | None = 10,
         write_limit: int = DEFAULT_WRITE_LIMIT,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.side = side
         self.max_size = max_size
@@ -132,7 +134,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.open_timeout = open_timeout
         self.write_limit = write_limit
 
-        self.loop = asyncio.get_running_loop()
+        # A server passes its loop: asking for the running loop costs a system call
+        # (getpid) per connection on Python 3.11.
+        self.loop = loop if loop is not None else asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.core: Core | None = None
         self.listener = None
