@@ -358,3 +358,26 @@ async def test_cancelling_serve_forever_closes_the_server() -> None:
     assert info.value.code == 1001
     with pytest.raises(OSError):
         await fullduplex.connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT)
+
+
+async def test_connections_take_weak_references_and_attributes() -> None:
+    # Slots keep connections small, yet applications may still keep them in a
+    # WeakSet and hang their own attributes on them.
+    import weakref
+
+    seen: weakref.WeakSet[object] = weakref.WeakSet()
+
+    class Listener:
+        def on_open(self, ws: object) -> None:
+            seen.add(ws)
+            seen.add(ws.core)  # type: ignore[attr-defined]
+            ws.user = "ada"  # type: ignore[attr-defined]
+
+        def on_message(self, ws: object, data: object) -> None:
+            ws.send(ws.user)  # type: ignore[attr-defined]
+
+    async with fullduplex.serve_callbacks(Listener, "127.0.0.1", 0) as server:
+        async with fullduplex.connect(f"ws://127.0.0.1:{server.port}/") as client:
+            await client.send("who?")
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "ada"
+            assert len(seen) == 2

@@ -16,6 +16,7 @@ from fullduplex.errors import (
     PolicyViolation,
     ProtocolError,
 )
+from fullduplex.protocol import connection as connection_module
 from fullduplex.protocol.connection import Connection, Side, State
 from fullduplex.protocol.events import CloseReceived, Message, Ping, Pong
 
@@ -1094,6 +1095,36 @@ def test_close_after_a_large_frame_in_the_same_read(side: Side) -> None:
     conn.receive_data(wire[:100])
     conn.receive_data(wire[100:] + close + peer_frame(side, FIN | BINARY, b"ignored"))
     assert conn.events() == [Message(payload), CloseReceived(1000, "")]
+
+
+@SIDES
+def test_frames_over_the_payload_limit_take_the_piecewise_path(side: Side) -> None:
+    payload = bytes(seeded_random(2)(4 * 1024 * 1024 + 1))
+    wire = peer_frame(side, FIN | BINARY, payload)
+    conn = make(side, max_size=None)
+    conn.receive_data(wire[:1000])
+    assert conn._payload is None  # nothing reserved for the announced size
+    for i in range(1000, len(wire), 300_000):
+        conn.receive_data(wire[i : i + 300_000])
+    assert conn.events() == [Message(payload)]
+
+
+@SIDES
+def test_out_of_memory_for_a_message_fails_only_this_connection(
+    side: Side, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Starved:
+        def __init__(self, size: int, key: bytes | None = None) -> None:
+            pass
+
+        def feed(self, data: object, start: int = 0) -> int:
+            raise MemoryError
+
+    monkeypatch.setattr(connection_module, "Payload", Starved)
+    conn = make(side)
+    conn.receive_data(peer_frame(side, FIN | BINARY, b"m" * LARGE)[: LARGE // 2])
+    assert_failed(conn, MessageTooBig, 1009)
+    assert conn._payload is None
 
 
 def test_server_queues_large_bytes_uncopied_and_copies_mutable_buffers() -> None:

@@ -889,6 +889,8 @@ def test_payload_errors(payload_cls: Any) -> None:
     with pytest.raises(ValueError, match="already taken"):
         payload.feed(b"x")
     assert payload_cls(0).take() == b""
+    with pytest.raises(TypeError):
+        payload_cls(4, 4)  # a key is a buffer, never an int
 
 
 @needs_c

@@ -75,6 +75,7 @@ class WebSocketProtocol(asyncio.Protocol):
     # only allocated when they do.
     __slots__ = (
         "__dict__",
+        "__weakref__",
         "_close_timer",
         "_closing_notified",
         "_dispatching",
@@ -333,9 +334,11 @@ class WebSocketProtocol(asyncio.Protocol):
             if transport is not None and not self._transport_closed:
                 if len(out) == 1:
                     transport.write(out[0])
-                elif size >= _GATHER:
+                elif size >= _GATHER and not transport.is_closing():
                     # Large payloads are queued uncopied after their headers; a
                     # gathered write (writev on uvloop) sends them without joining.
+                    # (Not on a closing transport: some asyncio versions' writelines
+                    # lack write's guard against that.)
                     transport.writelines(out)
                 else:
                     transport.write(b"".join(out))

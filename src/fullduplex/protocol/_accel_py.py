@@ -50,7 +50,9 @@ class Payload:
     """The payload of one data frame of ``size`` bytes, assembled as it arrives.
 
     Pieces given to :meth:`feed` are unmasked with ``key`` (when given) at their
-    offset in the frame. Memory grows with what arrives, not with the declared size.
+    offset in the frame. Memory grows with what arrives; the C version reserves the
+    whole frame (up to 64 MiB) at the first piece instead, which only differs in
+    address space, not in results.
     """
 
     __slots__ = ("_buf", "_key", "_size", "_taken")
@@ -60,7 +62,7 @@ class Payload:
         if size < 0:
             raise ValueError("size must not be negative")
         if key is not None:
-            key = bytes(key)
+            key = bytes(memoryview(key))  # a buffer, like the C version; not an int
             _check_key(key)
         self._size = size
         self._key = key

@@ -77,6 +77,10 @@ _MASK_POOL = 4 * 256
 # in C when built) and a server's outgoing payload is written after its header
 # without being copied into one frame.
 _LARGE = 16 * 1024
+# Up to this size the C Payload reserves a frame's whole length at its first piece
+# (address space, not resident memory); larger frames take the piecewise path, so a
+# peer announcing a huge frame gets nothing reserved beyond what it sends.
+_PAYLOAD_MAX = 4 * 1024 * 1024
 
 
 class Connection:
@@ -99,6 +103,7 @@ class Connection:
 
     # One per open connection: slots keep an idle connection small.
     __slots__ = (
+        "__weakref__",
         "_buf",
         "_client",
         "_decoder",
@@ -457,6 +462,12 @@ class Connection:
         except ProtocolError as exc:
             self.failure = exc
             self.fail(exc.close_code, exc.reason)
+        except MemoryError:
+            # One peer's message must not take the process down with it.
+            self._payload = None
+            error = MessageTooBig("message too big for the memory available")
+            self.failure = error
+            self.fail(error.close_code, error.reason)
 
     def receive_eof(self) -> None:
         """The TCP connection is closed (by the peer or by us). Idempotent."""
@@ -604,7 +615,7 @@ class Connection:
                     pos = start
                     remaining = length
                     if (
-                        length >= _LARGE
+                        _LARGE <= length <= _PAYLOAD_MAX
                         and not compressed
                         and (opcode or self._msg_opcode) == _BINARY
                     ):
