@@ -500,6 +500,32 @@ def test_send_accepts_buffer_types(side: Side) -> None:
 
 
 @SIDES
+def test_send_message_picks_text_or_binary_and_keeps_the_rules(side: Side) -> None:
+    conn = make(side)
+    conn.send_message("é")
+    conn.send_message(b"ab")
+    conn.send_message(bytearray(b"cd"))
+    conn.send_message(memoryview(b"xefx")[1:3])
+    conn.send_message(b"L" * LARGE)
+    frames = unkeyed(sent(conn))
+    assert [(f.opcode, f.payload) for f in frames] == [
+        (TEXT, "é".encode()),
+        (BINARY, b"ab"),
+        (BINARY, b"cd"),
+        (BINARY, b"ef"),
+        (BINARY, b"L" * LARGE),
+    ]
+    assert all(f.fin for f in frames)
+    conn.send_binary(b"part", fin=False)
+    with pytest.raises(InvalidState):
+        conn.send_message(b"while fragmented")
+    conn.send_continuation(b"end", fin=True)
+    conn.send_close()
+    with pytest.raises(InvalidState):
+        conn.send_message("after close")
+
+
+@SIDES
 def test_continuation_without_a_started_message_is_refused(side: Side) -> None:
     conn = make(side)
     with pytest.raises(InvalidState):

@@ -219,7 +219,29 @@ class WebSocketProtocol(asyncio.Protocol):
             # Only a pending keepalive check reads this: no clock read per message.
             self._last_recv = self.loop.time()
         core.receive_data(data)
-        self._process()
+        # Deliver the events, then act on the core's wishes with one write at the
+        # end (kept in this one method: it runs for every read).
+        events = core.raw_events()
+        if events:
+            listener = self.listener
+            self._dispatching = True
+            try:
+                for event in events:
+                    kind = type(event)
+                    if kind is bytes or kind is str:
+                        if listener is not None:
+                            try:
+                                listener.on_message(self, event)  # type: ignore[arg-type]
+                            except Exception:
+                                logger.exception("error in message callback")
+                                self.fail(CloseCode.INTERNAL_ERROR, "internal error")
+                    elif kind is Pong:
+                        self._pong(event.data)  # type: ignore[union-attr]
+                    # Ping: the core queued the pong. CloseReceived: _after_input
+                    # closes TCP (server) or waits for the server to (client).
+            finally:
+                self._dispatching = False
+        self._flush()
 
     def eof_received(self) -> bool | None:
         # The peer closed its side; we have nothing useful to add, so let the
@@ -297,32 +319,6 @@ class WebSocketProtocol(asyncio.Protocol):
             self.data_received(leftover)
 
     # ------------------------------------------------------------ core driving
-
-    def _process(self) -> None:
-        """Deliver the core's events and act on its wishes; one write at the end."""
-        core = self.core
-        assert core is not None
-        events = core.raw_events()
-        if events:
-            listener = self.listener
-            self._dispatching = True
-            try:
-                for event in events:
-                    kind = type(event)
-                    if kind is bytes or kind is str:
-                        if listener is not None:
-                            try:
-                                listener.on_message(self, event)  # type: ignore[arg-type]
-                            except Exception:
-                                logger.exception("error in message callback")
-                                self.fail(CloseCode.INTERNAL_ERROR, "internal error")
-                    elif kind is Pong:
-                        self._pong(event.data)  # type: ignore[union-attr]
-                    # Ping: the core queued the pong. CloseReceived: _after_input
-                    # closes TCP (server) or waits for the server to (client).
-            finally:
-                self._dispatching = False
-        self._flush()
 
     def _flush(self) -> None:
         core = self.core
@@ -419,10 +415,7 @@ class WebSocketProtocol(asyncio.Protocol):
         core = self.core
         if core is None:
             raise InvalidState("the connection is not open yet")
-        if isinstance(data, str):
-            core.send_text(data, compress=compress)
-        else:
-            core.send_binary(data, compress=compress)
+        core.send_message(data, compress)
         if not self._dispatching:
             self._after_send()
 

@@ -279,6 +279,32 @@ class Connection:
         """Send a binary message, or its first fragment when ``fin`` is false."""
         self._send_data(_BINARY, data, fin, compress)
 
+    def send_message(
+        self, data: str | bytes | bytearray | memoryview, compress: bool | None = None
+    ) -> None:
+        """Send a whole message: text for ``str``, binary otherwise.
+
+        The same as :meth:`send_text` or :meth:`send_binary` with ``fin=True``, in
+        one call: the I/O layer's path for every message sent.
+        """
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+            opcode = _TEXT
+        else:
+            opcode = _BINARY
+        if (
+            self.deflate is None
+            and not self._client
+            and self.state is State.OPEN
+            and not self._send_opcode
+            and len(data) < _LARGE
+        ):
+            frame = encode_frame(opcode, data)
+            self._out.append(frame)
+            self.output_pending += len(frame)
+            return
+        self._send_data(opcode, data, True, compress)
+
     def send_continuation(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
         """Send the next fragment of the message started with ``fin=False``."""
         if isinstance(data, str):
