@@ -641,6 +641,27 @@ def versions(results: Results) -> str:
     return ", ".join(parts)
 
 
+def machine() -> str:
+    """CPU model, cores, memory and OS of this machine, as far as Linux tells."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            kib = int(f.readline().split()[1])
+        memory = f", {kib / 2**20:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{model} × {os.cpu_count()} CPUs{memory}, {platform.system()} {platform.release()}"
+
+
 def _node_version() -> str:
     try:
         return subprocess.run(
@@ -657,7 +678,7 @@ def write_markdown(
     lines = [
         "# fullduplex benchmark results",
         "",
-        f"{now} · {os.cpu_count()} CPUs · {versions(results)} · "
+        f"{now} · {machine()} · {versions(results)} · "
         f"{s.reps} round(s), {s.warmup:g} s warm-up + {s.duration:g} s window per cell · "
         f"{took / 60:.1f} min"
         + (" · **quick mode: smoke test, not a measurement**" if s.quick else ""),
