@@ -27,6 +27,8 @@ from fullduplex.protocol.frames import encode_frame as py_encode_frame
 from fullduplex.protocol.mask import apply_mask as py_apply_mask
 from fullduplex.protocol.utf8 import Utf8Decoder
 
+from .strategies import BAD_SEQUENCES, first_impossible_byte, invalid_utf8, raw_frame
+
 try:
     from fullduplex import _speedups as C
 except ImportError:
@@ -81,94 +83,7 @@ def aligned(data: bytes, align: int) -> memoryview:
     return memoryview(bytes(align) + data)[align:]
 
 
-# --------------------------------------------------- oracles and frame building
-#
-# Written from the definitions (RFC 3629 via bytes.decode, RFC 6455 §5.2), kept in
-# this file so the accelerator's tests stand on their own.
-
-# After a lead byte only the first continuation byte has a narrowed range (Unicode
-# Table 3-7), so a prefix can be completed iff one of these tails completes it.
-_COMPLETIONS = [b""] + [bytes((x,)) + b"\x80" * k for x in range(0x80, 0xC0) for k in range(3)]
-
-
-def _can_complete(data: bytes) -> bool:
-    for tail in _COMPLETIONS:
-        try:
-            (data + tail).decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        return True
-    return False
-
-
-def first_impossible_byte(data: bytes) -> int | None:
-    """Index of the first byte after which ``data`` can no longer become valid UTF-8."""
-    if _can_complete(data):
-        return None
-    lo, hi = 0, len(data)  # data[:lo] can be completed, data[:hi] cannot
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _can_complete(data[:mid]):
-            lo = mid
-        else:
-            hi = mid
-    return hi - 1
-
-
-BAD_SEQUENCES = [
-    b"\xc0\xaf",  # overlong "/"
-    b"\xc1\xbf",
-    b"\xe0\x80\xaf",  # overlong, 3 bytes
-    b"\xe0\x9f\xbf",
-    b"\xf0\x80\x80\xaf",  # overlong, 4 bytes
-    b"\xf0\x8f\xbf\xbf",
-    b"\xed\xa0\x80",  # U+D800
-    b"\xed\xbf\xbf",  # U+DFFF
-    b"\xf4\x90\x80\x80",  # U+110000
-    b"\xf7\xbf\xbf\xbf",
-    b"\x80",
-    b"\xbf",
-    b"\xc0",
-    b"\xf5",
-    b"\xf8\x88\x80\x80\x80",
-    b"\xfe",
-    b"\xff",
-    b"\xe2\x82A",  # truncated, then ASCII
-    b"\xf0\x9f\x98",  # truncated
-    b"\xc3",
-]
-
-
-@st.composite
-def invalid_utf8(draw: st.DrawFn) -> bytes:
-    text = draw(st.text(max_size=20))
-    cut = draw(st.integers(0, len(text)))
-    bad = draw(st.sampled_from(BAD_SEQUENCES))
-    return text[:cut].encode() + bad + text[cut:].encode()
-
-
-def raw_frame(
-    b0: int,
-    payload: bytes = b"",
-    *,
-    key: bytes | None = None,
-    length: int | None = None,
-    length_form: int | None = None,
-) -> bytes:
-    """A frame built bit by bit from RFC 6455 §5.2 (a lying length is allowed)."""
-    n = len(payload) if length is None else length
-    if length_form is None:
-        length_form = 7 if n < 126 else 16 if n < 0x10000 else 64
-    mbit = 0x80 if key is not None else 0
-    if length_form == 7:
-        head = bytes((b0, mbit | (n & 0x7F)))
-    elif length_form == 16:
-        head = bytes((b0, mbit | 126)) + (n & 0xFFFF).to_bytes(2, "big")
-    else:
-        head = bytes((b0, mbit | 127)) + (n & (2**64 - 1)).to_bytes(8, "big")
-    if key is None:
-        return head + payload
-    return head + key + reference_mask(payload, key)
+# -------------------------------------------------------------- frame soup
 
 
 def frame_soup() -> st.SearchStrategy[bytes]:
