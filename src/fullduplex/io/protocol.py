@@ -412,10 +412,7 @@ class WebSocketProtocol(asyncio.Protocol):
         Raises:
             InvalidState: the connection is not OPEN.
         """
-        core = self.core
-        if core is None:
-            raise InvalidState("the connection is not open yet")
-        core.send_message(data, compress)
+        self._check_open().send_message(data, compress)
         if not self._dispatching:
             self._after_send()
 

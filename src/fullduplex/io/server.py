@@ -161,18 +161,9 @@ class ServerProtocol(WebSocketProtocol):
         """The ``101 Switching Protocols`` response sent, once the handshake succeeded."""
         response = self._response
         if response is None and self._key is not None:
-            headers = Headers(
-                [
-                    ("Upgrade", "websocket"),
-                    ("Connection", "Upgrade"),
-                    ("Sec-WebSocket-Accept", accept_key(self._key)),
-                ]
+            response = self._response = _switching(
+                self._key, self.subprotocol, self.extensions or None
             )
-            if self.subprotocol is not None:
-                headers.add("Sec-WebSocket-Protocol", self.subprotocol)
-            if self.extensions:
-                headers.add("Sec-WebSocket-Extensions", self.extensions)
-            response = self._response = Response(101, "Switching Protocols", headers)
         return response
 
     @response.setter
@@ -317,18 +308,9 @@ class ServerProtocol(WebSocketProtocol):
         )
         extra: list[tuple[str, str]] = []
         if self._process_response is not None:
-            response_headers = Headers(
-                [
-                    ("Upgrade", "websocket"),
-                    ("Connection", "Upgrade"),
-                    ("Sec-WebSocket-Accept", accept_key(key)),
-                ]
+            response = _switching(
+                key, subprotocol, negotiated[0] if negotiated is not None else None
             )
-            if subprotocol is not None:
-                response_headers.add("Sec-WebSocket-Protocol", subprotocol)
-            if negotiated is not None:
-                response_headers.add("Sec-WebSocket-Extensions", negotiated[0])
-            response = Response(101, "Switching Protocols", response_headers)
             try:
                 replacement = self._process_response(self, request, response)
             except Exception:
@@ -424,6 +406,22 @@ class ServerProtocol(WebSocketProtocol):
         super().connection_lost(exc)
         if self._on_lost is not None:
             self._on_lost(self)
+
+
+def _switching(key: str, subprotocol: str | None, extensions: str | None) -> Response:
+    """The ``101`` response for ``key`` as an object (for hooks and ``.response``)."""
+    headers = Headers(
+        [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_key(key)),
+        ]
+    )
+    if subprotocol is not None:
+        headers.add("Sec-WebSocket-Protocol", subprotocol)
+    if extensions:
+        headers.add("Sec-WebSocket-Extensions", extensions)
+    return Response(101, "Switching Protocols", headers)
 
 
 async def _await(awaitable: Any) -> Any:

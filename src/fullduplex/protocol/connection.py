@@ -390,15 +390,9 @@ class Connection:
         elif self._send_opcode:
             raise InvalidState("a fragmented message is in progress; finish it first")
         else:
-            deflate = self.deflate
-            if deflate is None and fin and not self._client and len(data) < _LARGE:
-                # The common small server message: one frame, no state to keep.
-                frame = encode_frame(opcode, data)
-                self._out.append(frame)
-                self.output_pending += len(frame)
-                return
             if not fin:
                 self._send_opcode = opcode
+            deflate = self.deflate
             self._send_compressed = deflate is not None and (
                 deflate.should_compress(len(data)) if compress is None else compress
             )
