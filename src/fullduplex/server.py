@@ -13,7 +13,7 @@ from typing import Any
 
 from .connection import Connection
 from .errors import ConnectionClosed, InvalidState
-from .io.protocol import Listener, WebSocketProtocol
+from .io.protocol import Listener, OpenDeadlines, WebSocketProtocol
 from .io.server import ProcessRequest, ProcessResponse, SelectSubprotocol, ServerProtocol
 from .protocol.connection import State
 from .protocol.deflate import DeflateOptions, deflate_options
@@ -73,6 +73,7 @@ class Server:
         self._closing: asyncio.Task[None] | None = None
         self._closed: asyncio.Future[None] | None = None
         self._protocol_kwargs: dict[str, Any] | None = None
+        self._open_deadlines: OpenDeadlines | None = None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -90,6 +91,11 @@ class Server:
         loop = asyncio.get_running_loop()
         self._closed = loop.create_future()
         self._protocol_kwargs = {**self._options_for_protocols(), "loop": loop}
+        open_timeout = self._protocol_kwargs.get("open_timeout", _PROTOCOL_DEFAULTS["open_timeout"])
+        if open_timeout is not None:
+            # One timer for every connection's opening handshake, not one each.
+            self._open_deadlines = OpenDeadlines(loop, open_timeout)
+            self._protocol_kwargs["open_deadlines"] = self._open_deadlines
         if unix is not None:
             self._server = await loop.create_unix_server(
                 self._make_protocol, unix, sock=sock, ssl=ssl, **create_server_options
@@ -237,6 +243,8 @@ class Server:
                 )
         if self._server is not None:
             await self._server.wait_closed()
+        if self._open_deadlines is not None:
+            self._open_deadlines.close()
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Protocol, cast
 
 from ..errors import InvalidState, closed_error
@@ -29,7 +29,7 @@ from ..protocol.deflate import PerMessageDeflate
 from ..protocol.events import Pong
 from ..protocol.frames import CloseCode
 
-__all__ = ["Listener", "WebSocketProtocol"]
+__all__ = ["Listener", "OpenDeadlines", "WebSocketProtocol"]
 
 logger = logging.getLogger("fullduplex")
 
@@ -53,6 +53,63 @@ class Listener(Protocol):
         """The connection is CLOSED; ``code`` is the peer's code (1006 if dropped)."""
 
 
+class OpenDeadlines:
+    """The opening-handshake timeouts of a server's connections, on one timer.
+
+    A timer per connection means arming and cancelling a system timer for every
+    handshake. Here a connection joins the bucket of the moment it arrived (buckets
+    are ``granularity`` seconds wide) and leaves it when its handshake ends; when a
+    bucket expires, the handshakes still in it time out together. A timeout thus
+    fires between ``timeout`` and ``timeout + granularity`` seconds after the
+    connection arrived.
+    """
+
+    __slots__ = ("_buckets", "_loop", "_timer", "granularity", "timeout")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout: float, granularity: float | None = None
+    ) -> None:
+        self._loop = loop
+        self.timeout = timeout
+        self.granularity = min(1.0, timeout / 10) if granularity is None else granularity
+        # (expiry, members) oldest first; members are the connections still handshaking.
+        self._buckets: deque[tuple[float, set[WebSocketProtocol]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, proto: WebSocketProtocol) -> set[WebSocketProtocol]:
+        """Start ``proto``'s countdown; returns its bucket (to ``discard`` it from)."""
+        buckets = self._buckets
+        now = self._loop.time()
+        expiry = now + self.timeout + self.granularity
+        if buckets and buckets[-1][0] > expiry - self.granularity:
+            members = buckets[-1][1]
+        else:
+            members = set()
+            buckets.append((expiry, members))
+            if self._timer is None:
+                self._timer = self._loop.call_at(expiry, self._expire)
+        members.add(proto)
+        return members
+
+    def _expire(self) -> None:
+        self._timer = None
+        buckets = self._buckets
+        now = self._loop.time()
+        while buckets and buckets[0][0] <= now:
+            _, members = buckets.popleft()
+            for proto in list(members):
+                proto._open_timed_out()
+        if buckets:
+            self._timer = self._loop.call_at(buckets[0][0], self._expire)
+
+    def close(self) -> None:
+        """Stop the timer (the server is closing; its connections are aborted)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._buckets.clear()
+
+
 class WebSocketProtocol(asyncio.Protocol):
     """One WebSocket connection on an asyncio transport.
 
@@ -68,6 +125,8 @@ class WebSocketProtocol(asyncio.Protocol):
         write_limit: high-water mark of the transport's write buffer, in bytes;
             ``send`` waits (``drain``) while the buffer is above it.
         loop: the running event loop (looked up when not given).
+        open_deadlines: a server's shared handshake timer, used instead of a timer
+            of this connection's own for ``open_timeout``.
     """
 
     # One per open connection: slots keep an idle connection small. "__dict__" stays
@@ -83,6 +142,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_failure_logged",
         "_flush_scheduled",
         "_last_recv",
+        "_open_deadlines",
         "_open_timer",
         "_ping_timer",
         "_pings",
@@ -125,6 +185,7 @@ class WebSocketProtocol(asyncio.Protocol):
         open_timeout: float | None = 10,
         write_limit: int = DEFAULT_WRITE_LIMIT,
         loop: asyncio.AbstractEventLoop | None = None,
+        open_deadlines: OpenDeadlines | None = None,
     ) -> None:
         self.side = side
         self.max_size = max_size
@@ -155,7 +216,9 @@ class WebSocketProtocol(asyncio.Protocol):
         # Pings waiting for their pong, oldest first; created by the first ping.
         self._pings: OrderedDict[bytes, tuple[asyncio.Future[float], float]] | None = None
         self._last_recv = 0.0
-        self._open_timer: asyncio.TimerHandle | None = None
+        self._open_deadlines = open_deadlines
+        # A timer of its own, or its bucket in open_deadlines.
+        self._open_timer: asyncio.TimerHandle | set[WebSocketProtocol] | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -208,7 +271,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self.local_address = transport.get_extra_info("sockname")
         self._tls = transport.get_extra_info("sslcontext") is not None
         if self.open_timeout is not None:
-            self._open_timer = self.loop.call_later(self.open_timeout, self._open_timed_out)
+            deadlines = self._open_deadlines
+            if deadlines is not None:
+                self._open_timer = deadlines.add(self)
+            else:
+                self._open_timer = self.loop.call_later(self.open_timeout, self._open_timed_out)
 
     def data_received(self, data: bytes) -> None:
         core = self.core
@@ -250,7 +317,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport_closed = True
-        for timer in (self._open_timer, self._ping_timer, self._pong_timer, self._close_timer):
+        if self._open_timer is not None:
+            self._stop_open_timer()
+        for timer in (self._ping_timer, self._pong_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
         core = self.core
@@ -293,6 +362,13 @@ class WebSocketProtocol(asyncio.Protocol):
     def handshake_timed_out(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _stop_open_timer(self) -> None:
+        timer, self._open_timer = self._open_timer, None
+        if type(timer) is set:
+            timer.discard(self)
+        elif timer is not None:
+            timer.cancel()  # type: ignore[union-attr]
+
     def _open_timed_out(self) -> None:
         self._open_timer = None
         if self.core is None and self.transport is not None:
@@ -301,15 +377,13 @@ class WebSocketProtocol(asyncio.Protocol):
     def start(self, leftover: bytes) -> None:
         """Enter OPEN after a successful handshake; ``leftover`` are early frames."""
         if self._open_timer is not None:
-            self._open_timer.cancel()
-            self._open_timer = None
+            self._stop_open_timer()
         self.core = Core(
             self.side,
             max_size=self.max_size,
             max_fragments=self.max_fragments,
             deflate=self.deflate,
         )
-        self._last_recv = self.loop.time()
         if self.ping_interval is not None:
             self._ping_timer = self.loop.call_later(self.ping_interval, self._keepalive)
         listener = self.listener

@@ -270,20 +270,23 @@ class ServerProtocol(WebSocketProtocol):
         if answer is not None:
             self.send_http(answer)
             return
-        headers = request.headers
+        # The lower-cased index, read directly: no copy of each list of values.
+        fields = request.headers._lookup()
         offered: list[str] = []
         offers: list[tuple[str, list[tuple[str, str | None]]]] = []
         try:
             key = check_request(request)
-            if self._origins is not None and headers.get("Origin") not in self._origins:
-                raise InvalidRequest("Origin not allowed.", 403)
-            values = headers.get_all("Sec-WebSocket-Protocol")
+            if self._origins is not None:
+                origin = fields.get("origin")
+                if (origin[0] if origin else None) not in self._origins:
+                    raise InvalidRequest("Origin not allowed.", 403)
+            values = fields.get("sec-websocket-protocol")
             if values:
                 try:
                     offered = parse_subprotocols(values)
                 except ValueError as exc:
                     raise InvalidRequest(f"Invalid Sec-WebSocket-Protocol: {exc}", 400) from None
-            values = headers.get_all("Sec-WebSocket-Extensions")
+            values = fields.get("sec-websocket-extensions")
             if values:
                 try:
                     offers = parse_extensions(values)

@@ -466,6 +466,8 @@ class Connection:
                     buf.clear()
                     return
                 del buf[:pos]
+                self._parse(scanned=True)
+                return
             else:
                 payload = self._payload
                 if payload is not None and not buf:
@@ -500,7 +502,8 @@ class Connection:
         self._msg_parts = []
         self._payload = None
 
-    def _parse(self) -> None:
+    def _parse(self, scanned: bool = False) -> None:
+        # scanned: the C scanner has just run at the start of the buffer.
         buf = self._buf
         end = len(buf)
         pos = 0
@@ -514,7 +517,9 @@ class Connection:
             while not self.input_done:
                 remaining = self._remaining
                 if remaining is None:
-                    if fast_scan is not None and not self._msg_opcode and end - pos >= 2:
+                    if scanned:
+                        scanned = False
+                    elif fast_scan is not None and not self._msg_opcode and end - pos >= 2:
                         pos, found = fast_scan(buf, pos, end, client, max_size)
                         if found:
                             events.extend(found)
@@ -560,9 +565,11 @@ class Connection:
                         need = hlen + length
                         if end - pos < need:
                             break
-                        payload = bytes(buf[pos + hlen : pos + need])
-                        if not client and length:
-                            payload = apply_mask(payload, bytes(buf[pos + 2 : pos + 6]))
+                        if client:
+                            payload = bytes(buf[pos + 2 : pos + need])
+                        else:
+                            # apply_mask returns bytes: one copy, not two.
+                            payload = apply_mask(buf[pos + 6 : pos + need], buf[pos + 2 : pos + 6])
                         pos += need
                         self._control(opcode, payload)
                         continue
@@ -759,8 +766,10 @@ class Connection:
             self._events.append(CloseReceived(code, reason))
             if self.close_sent is None:
                 # Echo the status code received (§5.5.1); an empty close is echoed empty.
+                # A payload that decoded is a valid one to send back as it is (the
+                # codes we accept are the codes we send).
                 echo = None if code == CloseCode.NO_STATUS_RCVD else code
-                self._write_frame(_CLOSE, encode_close(echo, reason) if echo else b"", True)
+                self._write_frame(_CLOSE, payload, True)
                 self.close_sent = (echo, reason if echo else "")
             self.state = State.CLOSING
             if not self._client:

@@ -157,9 +157,11 @@ def decode_close(payload: bytes) -> tuple[int, str]:
         return CloseCode.NO_STATUS_RCVD, ""
     if len(payload) == 1:
         raise ProtocolError("close frame payload of 1 byte", "WS_CLOSE_PAYLOAD_1_BYTE")
-    code = int.from_bytes(payload[:2], "big")
+    code = payload[0] << 8 | payload[1]
     if not close_code_receivable(code):
         raise ProtocolError(f"invalid close code {code}", "WS_INVALID_CLOSE_CODE")
+    if len(payload) == 2:
+        return code, ""
     try:
         reason = bytes(payload[2:]).decode("utf-8")
     except UnicodeDecodeError:
