@@ -2,9 +2,9 @@
 
 Every input picks one function of ``fullduplex._speedups`` (or its ``Payload``
 type) and arbitrary arguments for it: bytes, keys of any length, offsets, cut
-points, buffer alignments, frame headers. The C result must equal the twin's bit
-for bit, or both must raise the same exception type; anything else, or any memory
-error ASan sees, is a crash.
+points, buffer alignments, frame headers, request heads, handshake keys. The C
+result must equal the twin's bit for bit, or both must raise the same exception
+type; anything else, or any memory error ASan sees, is a crash.
 
 Run it through ``fuzzing/run.sh``, which builds an instrumented copy of the
 extension and sets up the sanitizer; ``FULLDUPLEX_FUZZ_MODULE`` names that copy.
@@ -13,6 +13,9 @@ Extra arguments go to libFuzzer (``-max_total_time=60``, a corpus directory, ...
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import importlib.util
 import itertools
 import os
@@ -209,6 +212,125 @@ def fuzz_payload(fdp: atheris.FuzzedDataProvider) -> None:
         assert c_payload.remaining == py_payload.remaining
 
 
+# Pieces of request heads: mostly what the grammar wants, some of what it refuses.
+METHODS = [b"GET", b"GET", b"POST", b"G(T", b""]
+REQUEST_TARGETS = [b"/", b"/chat?room=1", b"*", b"/a b", b""]
+VERSIONS = [b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.10"]
+NAMES = [
+    b"Host",
+    b"host",
+    b"HOST",
+    b"Upgrade",
+    b"Connection",
+    b"Sec-WebSocket-Key",
+    b"sec-websocket-version",
+    b"Sec-Websocket-Extensions",
+    b"X-Real-IP",
+    b"X-A",
+    b"x_b!~",
+    b"",
+    b" Host",
+    b"Ho st",
+]
+SEPARATORS = [b":", b": ", b":\t", b": \t", b" :", b""]
+EOLS = [b"\r\n"] * 12 + [b"\n", b"\r", b"\r\n ", b"\r\n\t"]
+
+
+def request_head(fdp: atheris.FuzzedDataProvider) -> bytes:
+    """A request head built from pieces and fuzzer bytes; it parses more often than not."""
+    line = (
+        fdp.PickValueInList(METHODS)
+        + b" "
+        + (fdp.PickValueInList(REQUEST_TARGETS) if fdp.ConsumeBool() else fdp.ConsumeBytes(8))
+        + b" "
+        + fdp.PickValueInList(VERSIONS)
+    )
+    head = [line + b"\r\n"]
+    for _ in range(fdp.ConsumeIntInRange(0, 10)):
+        name = fdp.PickValueInList(NAMES) if fdp.ConsumeBool() else fdp.ConsumeBytes(12)
+        value = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40))
+        if fdp.ConsumeBool():
+            # Into the bytes a value may hold (HTAB, SP, VCHAR, obs-text), most of them.
+            value = bytes(b if b >= 0x20 and b != 0x7F else 0x61 + b % 26 for b in value)
+        head.append(name + fdp.PickValueInList(SEPARATORS) + value + fdp.PickValueInList(EOLS))
+    data = b"".join(head) + (b"\r\n" if fdp.ConsumeIntInRange(0, 7) else b"")
+    if fdp.ConsumeIntInRange(0, 3) == 0:
+        pos = fdp.ConsumeIntInRange(0, len(data))
+        data = data[:pos] + fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 3)) + data[pos:]
+    return data
+
+
+def head_limit(fdp: atheris.FuzzedDataProvider) -> int:
+    choice = fdp.ConsumeIntInRange(0, 3)
+    if choice == 0:
+        return 8192
+    if choice == 1:
+        return fdp.ConsumeIntInRange(-2, 600)
+    return fdp.ConsumeInt(fdp.ConsumeIntInRange(1, 10))  # any size, either sign
+
+
+def fuzz_parse_request_head(fdp: atheris.FuzzedDataProvider) -> None:
+    max_headers = fdp.ConsumeIntInRange(-1, 12) if fdp.ConsumeBool() else head_limit(fdp)
+    limits = (head_limit(fdp), head_limit(fdp), max_headers)
+    kind = fdp.ConsumeIntInRange(0, 15)
+    data: Any
+    if kind == 0:
+        data = bytearray(fdp.ConsumeBytes(fdp.remaining_bytes()))  # not bytes: TypeError
+    elif kind < 6:
+        data = fdp.ConsumeBytes(fdp.remaining_bytes())
+    else:
+        data = request_head(fdp)
+        data += grow(fdp, fdp.ConsumeBytes(fdp.remaining_bytes()))[:100_000]
+    got = outcome(C.parse_request_head, data, *limits)
+    want = outcome(_accel_py.parse_request_head, data, *limits)
+    assert got == want, (got, want)
+    if got[0] == "ok" and got[1] is not None:
+        method, target, items, index, rest = got[1]
+        assert type(method) is str and type(target) is str and type(rest) is int
+        assert all(type(name) is str and type(value) is str for name, value in items)
+        assert all(type(key) is str for key in index)
+        assert list(index) == list(want[1][3])
+
+
+B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def fuzz_websocket_accept(fdp: atheris.FuzzedDataProvider) -> None:
+    kind = fdp.ConsumeIntInRange(0, 4)
+    key: Any
+    if kind == 0:
+        key = base64.b64encode(fdp.ConsumeBytes(fdp.ConsumeIntInRange(14, 18))).decode()
+    elif kind == 1:
+        key = bytes(B64[b % 64] for b in fdp.ConsumeBytes(22)).decode() + "=="
+    elif kind == 2:
+        key = fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 30))  # surrogates too
+    elif kind == 3:
+        key = fdp.ConsumeBytes(24)  # not a str: None
+    else:
+        key = fdp.ConsumeString(24)
+    if isinstance(key, str) and fdp.ConsumeBool():
+        pos = fdp.ConsumeIntInRange(0, len(key))
+        key = (
+            key[:pos]
+            + fdp.PickValueInList(["=", "A", "+", "/", "-", "_", "\n", "\xe9"])
+            + key[pos:]
+        )
+    got = outcome(C.websocket_accept, key)
+    want = outcome(_accel_py.websocket_accept, key)
+    assert got == want, (key, got, want)
+    if isinstance(key, str):
+        try:
+            valid = key.isascii() and len(base64.b64decode(key, validate=True)) == 16
+        except binascii.Error:
+            valid = False
+        if valid:
+            oracle = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+            assert got == ("ok", oracle), (key, got)
+        else:
+            assert got == ("ok", None), (key, got)
+
+
 TARGETS = [
     fuzz_apply_mask,
     fuzz_mask_into,
@@ -216,6 +338,8 @@ TARGETS = [
     fuzz_encode_frame,
     fuzz_scan,
     fuzz_payload,
+    fuzz_parse_request_head,
+    fuzz_websocket_accept,
 ]
 
 

@@ -231,3 +231,129 @@ def frame_soup(masked: bool) -> st.SearchStrategy[bytes]:
     )
     tail = st.one_of(st.just(b""), st.just(b""), odd, st.binary(max_size=40))
     return st.builds(lambda frames, end: b"".join(frames) + end, st.lists(good, max_size=8), tail)
+
+
+# ------------------------------------------------------------ request heads
+
+# RFC 9110 §5.6.2 tchar, RFC 5234 VCHAR, and the bytes of a field value (RFC 9110
+# §5.5: VCHAR, obs-text, SP and HTAB inside), all as latin-1 text.
+TCHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+VCHARS = "".join(map(chr, range(0x21, 0x7F)))
+VALUE_CHARS = VCHARS + "".join(map(chr, range(0x80, 0x100))) + " \t"
+
+# What a browser's or a library's upgrade request usually carries.
+FIELD_NAMES = [
+    "Host",
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Protocol",
+    "Origin",
+    "User-Agent",
+    "Accept-Encoding",
+    "Cookie",
+    "X-Forwarded-For",
+]
+
+
+@st.composite
+def field_names(draw: st.DrawFn) -> str:
+    """A token: a usual name in its usual, lower, upper or mixed case, or any token."""
+    name = draw(st.sampled_from(FIELD_NAMES))
+    spelling = draw(st.sampled_from(["usual", "lower", "upper", "mixed", "other"]))
+    if spelling == "lower":
+        return name.lower()
+    if spelling == "upper":
+        return name.upper()
+    if spelling == "mixed":
+        flips = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
+        return "".join(c.swapcase() if flip else c for c, flip in zip(name, flips, strict=True))
+    if spelling == "other":
+        return draw(st.text(TCHARS, min_size=1, max_size=12))
+    return name
+
+
+@st.composite
+def request_heads(draw: st.DrawFn) -> bytes:
+    """A plainly well-formed HTTP/1.1 request head (RFC 9112 §3, §5), CRLFCRLF included.
+
+    Optional whitespace around values, repeated names and obs-text values included.
+    """
+    method = draw(st.sampled_from(["GET", "POST"]) | st.text(TCHARS, min_size=1, max_size=8))
+    target = draw(
+        st.sampled_from(["/", "/chat?room=1", "*"]) | st.text(VCHARS, min_size=1, max_size=24)
+    )
+    ows = st.sampled_from(["", "", " ", "\t", "  ", " \t"])
+    lines = [f"{method} {target} HTTP/1.1"]
+    for _ in range(draw(st.integers(0, 9))):
+        name = draw(field_names())
+        value = draw(st.text(VALUE_CHARS, max_size=30))
+        lines.append(f"{name}:{draw(ows)}{value}{draw(ows)}")
+    return "".join(line + "\r\n" for line in lines).encode("latin-1") + b"\r\n"
+
+
+# Bytes to slip into a head, each making it irregular at most places: bare CR and LF,
+# controls, DEL, obs-fold, empty names, whitespace before a colon, separators, obs-text.
+HEAD_INSERTS = [
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\x00",
+    b"\x01",
+    b"\x0b",
+    b"\x1f",
+    b"\x7f",
+    b"\r\n ",
+    b"\r\n\t",
+    b"\r\n:",
+    b"\r\n: x",
+    b" ",
+    b"\t",
+    b" :",
+    b":",
+    b"(",
+    b"\x80",
+    b"\xe9",
+    b"\xff",
+]
+
+
+@st.composite
+def mutated_request_heads(draw: st.DrawFn) -> bytes:
+    """A well-formed head with one change: an insert, a replaced or deleted byte, a cut
+    (no final CRLFCRLF), a long run of bytes (against the line limits), a space before
+    a colon, a different version; then maybe the first bytes of the connection's frames.
+    """
+    head = draw(request_heads())
+    kind = draw(st.sampled_from(["insert", "replace", "delete", "cut", "long", "colon", "version"]))
+    pos = draw(st.integers(0, len(head) - 1))
+    if kind == "insert":
+        head = head[:pos] + draw(st.sampled_from(HEAD_INSERTS)) + head[pos:]
+    elif kind == "replace":
+        head = head[:pos] + bytes([draw(st.integers(0, 255))]) + head[pos + 1 :]
+    elif kind == "delete":
+        head = head[:pos] + head[pos + draw(st.integers(1, 4)) :]
+    elif kind == "cut":
+        head = head[:pos]
+    elif kind == "long":
+        run = draw(st.sampled_from([b"a", b" ", b"\xe9", b"-"])) * draw(st.integers(1, 300))
+        head = head[:pos] + run + head[pos:]
+    elif kind == "colon":
+        eol = head.index(b"\r\n")  # after the request line, whose target may hold ":"
+        sep = draw(st.sampled_from([b" :", b"\t:", b" : "]))
+        head = head[:eol] + head[eol:].replace(b":", sep, 1)
+    else:
+        head = head.replace(b"HTTP/1.1", draw(st.sampled_from([b"HTTP/1.0", b"HTTP/1.10"])))
+    tail = draw(
+        st.sampled_from([b"", b""])
+        | st.binary(max_size=12)
+        | st.builds(
+            lambda payload, key: raw_frame(0x81, payload, key=key),
+            st.binary(max_size=20),
+            st.binary(min_size=4, max_size=4),
+        )
+    )
+    return head + tail

@@ -19,7 +19,14 @@ from __future__ import annotations
 
 import os
 
-from ._accel_py import Payload, mask_into, scan, utf8_check
+from ._accel_py import (
+    Payload,
+    mask_into,
+    parse_request_head,
+    scan,
+    utf8_check,
+    websocket_accept,
+)
 from .frames import encode_frame
 from .mask import apply_mask
 
@@ -29,8 +36,10 @@ __all__ = [
     "apply_mask",
     "encode_frame",
     "mask_into",
+    "parse_request_head",
     "scan",
     "utf8_check",
+    "websocket_accept",
 ]
 
 
@@ -50,8 +59,10 @@ else:
             apply_mask,
             encode_frame,
             mask_into,
+            parse_request_head,
             scan,
             utf8_check,
+            websocket_accept,
         )
     except ImportError as exc:
         if _flag("FULLDUPLEX_REQUIRE_SPEEDUPS"):

@@ -2,21 +2,33 @@
 
 :func:`~fullduplex.protocol.mask.apply_mask` and
 :func:`~fullduplex.protocol.frames.encode_frame` are their own twins; this module
-holds the others: :func:`mask_into`, :func:`utf8_check`, :func:`scan` and
-:class:`Payload`. Each gives
-the same results as its C version in ``fullduplex._speedups`` bit for bit, which
-``tests/protocol/test_speedups.py`` checks. Use them through
+holds the others: :func:`mask_into`, :func:`utf8_check`, :func:`scan`,
+:class:`Payload`, and the handshake's :func:`parse_request_head` and
+:func:`websocket_accept`. Each gives the same results as its C version in
+``fullduplex._speedups`` bit for bit, which ``tests/protocol/test_speedups.py`` and
+``test_speedups_handshake.py`` check. Use them through
 :mod:`fullduplex.protocol._accel`, which picks the C versions when they are built.
 """
 
 from __future__ import annotations
 
+import base64
 import codecs
+import hashlib
+import re
 from operator import index
 
 from .mask import apply_mask
 
-__all__ = ["UTF8_STATES", "Payload", "mask_into", "scan", "utf8_check"]
+__all__ = [
+    "UTF8_STATES",
+    "Payload",
+    "mask_into",
+    "parse_request_head",
+    "scan",
+    "utf8_check",
+    "websocket_accept",
+]
 
 
 def mask_into(
@@ -286,3 +298,139 @@ def scan(
             messages.append(payload)
         pos = start + length
     return pos, messages
+
+
+# --------------------------------------------------------------------- handshake
+#
+# The grammar below is shared with protocol/handshake.py, which imports it from here
+# (this module cannot import handshake: handshake imports the chooser, _accel).
+
+# RFC 9110 §5.6.2: token = 1*tchar; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" /
+# "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. Spelled out rather
+# than using \w, which would also match non-ASCII letters.
+_TCHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_TOKEN = re.compile(f"[{_TCHARS}]+")
+# RFC 9112 §3.2: the request-target is visible ASCII; no whitespace, no controls.
+_TARGET = re.compile(r"[\x21-\x7e]+")
+
+# Field names that clients commonly send, in their usual spellings, mapped to lower
+# case: a hit is a name already known to be a token. The C version keeps the same
+# names as ready-made strings (any spelling of them, in fact: an optimisation only,
+# since a token's key is its lower case either way).
+_COMMON_NAMES = {
+    spelling: name.lower()
+    for name in (
+        "Host",
+        "Upgrade",
+        "Connection",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Protocol",
+        "Origin",
+        "User-Agent",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Cache-Control",
+        "Pragma",
+        "Cookie",
+        "Authorization",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Real-IP",
+    )
+    for spelling in (name, name.lower())
+}
+# Every byte but the controls other than HTAB, CR and LF (and DEL), which are invalid
+# anywhere in a head: deleting these from a head leaves nothing when it is clean
+# (bytes.translate: one table look-up per byte, cheaper than a regex search).
+_HEAD_BYTES = bytes(b for b in range(256) if b in (9, 10, 13) or 0x20 <= b != 0x7F)
+
+
+def parse_request_head(
+    data: bytes, max_line: int, max_header_size: int, max_headers: int
+) -> tuple[str, str, list[tuple[str, str]], dict[str, list[str]], int] | None:
+    """Read a plainly well-formed ``HTTP/1.1`` request head at the start of ``data``.
+
+    The one-pass reader behind :func:`~fullduplex.protocol.handshake.parse_request`,
+    which documents what "plainly well-formed" means; ``None`` for anything else.
+
+    Returns:
+        ``(method, target, items, index, rest)``: the ``(name, value)`` fields in
+        order, the values of each lower-cased name in order, and the offset of the
+        first byte after the head's final CRLFCRLF.
+
+    Raises:
+        TypeError: ``data`` is not bytes, or a limit is not an integer.
+    """
+    if not isinstance(data, bytes):
+        raise TypeError(f"data must be bytes, not {type(data).__name__}")
+    max_line = index(max_line)
+    max_header_size = index(max_header_size)
+    max_headers = index(max_headers)
+    end = data.find(b"\r\n\r\n")
+    # Every line is shorter than the whole head: within both line limits.
+    if end < 0 or end > max_line or end > max_header_size:
+        return None
+    raw = data[:end]
+    if raw.translate(None, _HEAD_BYTES):
+        return None
+    head = raw.decode("latin-1")
+    lines = head.split("\r\n")
+    count = len(lines) - 1
+    # Each CRLF holds one CR and one LF: any other CR or LF is a bare one.
+    if count > max_headers or head.count("\n") != count or head.count("\r") != count:
+        return None
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        return None
+    method, target, version = parts
+    if (
+        version != "HTTP/1.1"
+        or (method != "GET" and _TOKEN.fullmatch(method) is None)
+        or _TARGET.fullmatch(target) is None
+    ):
+        return None
+    items: list[tuple[str, str]] = []
+    fields: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        key = _COMMON_NAMES.get(name)
+        if key is None:
+            # Not a token: a space before the colon, obs-fold, an empty name...
+            if _TOKEN.fullmatch(name) is None:
+                return None
+            key = name.lower()
+        if not colon:
+            return None
+        value = value.strip(" \t")
+        items.append((name, value))
+        values = fields.get(key)
+        if values is None:
+            fields[key] = [value]
+        else:
+            values.append(value)
+    return method, target, items, fields, end + 4
+
+
+# RFC 6455 §1.3.
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# The base64 of exactly 16 bytes: 22 digits, the last holding 2 bits of data, then
+# "==". Exactly what ``len(base64.b64decode(key, validate=True)) == 16`` accepts:
+# validation refuses anything outside the alphabet, misplaced or missing padding, and
+# does not look at the 4 unused bits of the last digit.
+_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
+
+
+def websocket_accept(key: str) -> str | None:
+    """Return the ``Sec-WebSocket-Accept`` answering a valid ``Sec-WebSocket-Key``.
+
+    RFC 6455 §4.2.1: the key is "a base64-encoded value that, when decoded, is 16
+    bytes in length"; §4.2.2: the answer is the base64 of the SHA-1 of the key and
+    the GUID. ``None`` if ``key`` is not such a str.
+    """
+    if not isinstance(key, str) or _KEY.fullmatch(key) is None:
+        return None
+    digest = hashlib.sha1(str.encode(key, "ascii") + _GUID).digest()
+    return base64.b64encode(digest).decode("ascii")

@@ -29,7 +29,6 @@ single LF as a line terminator and ignore any preceding CR"), a bare CR never is
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import http
 import re
@@ -38,6 +37,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fullduplex.errors import InvalidRequest, InvalidResponse, InvalidStatus
+
+from ._accel import SPEEDUPS, parse_request_head, websocket_accept
+from ._accel_py import _KEY, _TARGET, _TCHARS, _TOKEN
 
 __all__ = [
     "GUID",
@@ -64,11 +66,8 @@ __all__ = [
 #: RFC 6455 §1.3: the globally unique identifier appended to the client's key.
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-# RFC 9110 §5.6.2: token = 1*tchar; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" /
-# "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. Spelled out rather
-# than using \w, which would also match non-ASCII letters.
-_TCHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
-_TOKEN = re.compile(f"[{_TCHARS}]+")
+# _TCHARS, _TOKEN (RFC 9110 §5.6.2 token) and _TARGET (RFC 9112 §3.2 request-target)
+# come from _accel_py, which reads one-piece request heads with them.
 _TOKEN_B = re.compile(f"[{_TCHARS}]+".encode())
 # RFC 9110 §5.5: field-value may hold VCHAR, obs-text, SP and HTAB; every other
 # control character (NUL, CR, LF, DEL, ...) is invalid.
@@ -79,7 +78,6 @@ _VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
 _VERSION_B = re.compile(rb"HTTP/([0-9])\.([0-9])")
 # RFC 9112 §3.2: the request-target is visible ASCII; no whitespace, no controls.
 _TARGET_B = re.compile(rb"[\x21-\x7e]+")
-_TARGET = re.compile(r"[\x21-\x7e]+")
 _STATUS_B = re.compile(rb"[0-9]{3}")
 # RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
 _REASON_B = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
@@ -557,38 +555,6 @@ class HTTPReader:
 
 # -- one-piece request heads -------------------------------------------------------
 
-# Field names that clients commonly send, in their usual spellings, mapped to lower
-# case: a hit is a name already known to be a token.
-_COMMON_NAMES = {
-    spelling: name.lower()
-    for name in (
-        "Host",
-        "Upgrade",
-        "Connection",
-        "Sec-WebSocket-Key",
-        "Sec-WebSocket-Version",
-        "Sec-WebSocket-Extensions",
-        "Sec-WebSocket-Protocol",
-        "Origin",
-        "User-Agent",
-        "Accept",
-        "Accept-Encoding",
-        "Accept-Language",
-        "Cache-Control",
-        "Pragma",
-        "Cookie",
-        "Authorization",
-        "X-Forwarded-For",
-        "X-Forwarded-Proto",
-        "X-Real-IP",
-    )
-    for spelling in (name, name.lower())
-}
-# Every byte but the controls other than HTAB, CR and LF (and DEL), which are invalid
-# anywhere in a head: deleting these from a head leaves nothing when it is clean
-# (bytes.translate: one table look-up per byte, cheaper than a regex search).
-_HEAD_BYTES = bytes(b for b in range(256) if b in (9, 10, 13) or 0x20 <= b != 0x7F)
-
 
 def parse_request(
     data: bytes,
@@ -614,50 +580,15 @@ def parse_request(
 
     Returns:
         The request and the bytes that followed its head, or ``None``.
+
+    Raises:
+        TypeError: ``data`` is not bytes, or a limit is not an integer.
     """
-    end = data.find(b"\r\n\r\n")
-    # Every line is shorter than the whole head: within both line limits.
-    if end < 0 or end > max_line or end > max_header_size:
+    head = parse_request_head(data, max_line, max_header_size, max_headers)
+    if head is None:
         return None
-    raw = data[:end]
-    if raw.translate(None, _HEAD_BYTES):
-        return None
-    head = raw.decode("latin-1")
-    lines = head.split("\r\n")
-    count = len(lines) - 1
-    # Each CRLF holds one CR and one LF: any other CR or LF is a bare one.
-    if count > max_headers or head.count("\n") != count or head.count("\r") != count:
-        return None
-    parts = lines[0].split(" ")
-    if len(parts) != 3:
-        return None
-    method, target, version = parts
-    if (
-        version != "HTTP/1.1"
-        or (method != "GET" and _TOKEN.fullmatch(method) is None)
-        or _TARGET.fullmatch(target) is None
-    ):
-        return None
-    items: list[tuple[str, str]] = []
-    index: dict[str, list[str]] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        key = _COMMON_NAMES.get(name)
-        if key is None:
-            # Not a token: a space before the colon, obs-fold, an empty name...
-            if _TOKEN.fullmatch(name) is None:
-                return None
-            key = name.lower()
-        if not colon:
-            return None
-        value = value.strip(" \t")
-        items.append((name, value))
-        values = index.get(key)
-        if values is None:
-            index[key] = [value]
-        else:
-            values.append(value)
-    return Request(method, target, Headers._indexed(items, index), version), data[end + 4 :]
+    method, target, items, index, rest = head
+    return Request(method, target, Headers._indexed(items, index), "HTTP/1.1"), data[rest:]
 
 
 # -- keys ----------------------------------------------------------------------------
@@ -685,17 +616,21 @@ def accept_key(key: str) -> str:
     Raises:
         ValueError: ``key`` is not ASCII.
     """
+    if SPEEDUPS:
+        accept = websocket_accept(key)
+        if accept is not None:
+            return accept
+    # Any other ASCII key gets an answer too (a client checks the server's with this).
+    # Pure Python comes straight here: its websocket_accept adds a regex match to this.
     digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
 def _key_is_valid(key: str) -> bool:
     # RFC 6455 §4.2.1: "a base64-encoded value that, when decoded, is 16 bytes in
-    # length."
-    try:
-        return len(base64.b64decode(key.encode("ascii"), validate=True)) == 16
-    except (UnicodeEncodeError, binascii.Error):
-        return False
+    # length": the keys websocket_accept answers. Matched, not hashed: cheaper than
+    # even the C websocket_accept, whose SHA-1 would be thrown away here.
+    return isinstance(key, str) and _KEY.fullmatch(key) is not None
 
 
 # -- header value grammars -----------------------------------------------------------
