@@ -190,10 +190,8 @@ on_readable(conn_t *c)
                 continue;
             }
             if (c->have < 12 || memcmp(c->buf, "HTTP/1.1 101", 12) != 0) {
-                errno = 0;
-                fprintf(stderr, "hsload: handshake refused: %.*s\n",
-                        (int)(memchr(c->buf, '\r', c->have) ? (unsigned char *)memchr(c->buf, '\r', c->have) - c->buf : 0),
-                        c->buf);
+                unsigned char *eol = memchr(c->buf, '\r', c->have);
+                fprintf(stderr, "hsload: handshake refused: %.*s\n", (int)(eol - c->buf), c->buf);
                 exit(1);
             }
             size_t head = (size_t)(end - c->buf) + 4;
