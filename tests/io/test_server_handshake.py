@@ -123,6 +123,23 @@ async def test_a_refused_request_has_no_response() -> None:
         assert opened == []
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("Sec-WebSocket-Protocol", "a b"), ("Sec-WebSocket-Extensions", "=bad")],
+)
+async def test_a_malformed_negotiation_header_gets_400_naming_it(name: str, value: str) -> None:
+    async with recording(subprotocols=["chat"]) as (server, opened):
+        peer = await open_tcp(server.port)
+        try:
+            await peer.send(request_bytes([*upgrade_headers(server.port), (name, value)]))
+            response = await asyncio.wait_for(peer.read_http(), TIMEOUT)
+            assert response.status == 400
+            assert f"Invalid {name}".encode() in response.body
+        finally:
+            await peer.aclose()
+        assert opened == []
+
+
 def test_limits_are_checked_when_the_protocol_is_made() -> None:
     async def make() -> None:
         ServerProtocol(lambda proto: Recorder([]), max_headers=-1)

@@ -282,16 +282,10 @@ class ServerProtocol(WebSocketProtocol):
                     raise InvalidRequest("Origin not allowed.", 403)
             values = fields.get("sec-websocket-protocol")
             if values:
-                try:
-                    offered = parse_subprotocols(values)
-                except ValueError as exc:
-                    raise InvalidRequest(f"Invalid Sec-WebSocket-Protocol: {exc}", 400) from None
+                offered = _parsed(values, parse_subprotocols, "Sec-WebSocket-Protocol")
             values = fields.get("sec-websocket-extensions")
             if values:
-                try:
-                    offers = parse_extensions(values)
-                except ValueError as exc:
-                    raise InvalidRequest(f"Invalid Sec-WebSocket-Extensions: {exc}", 400) from None
+                offers = _parsed(values, parse_extensions, "Sec-WebSocket-Extensions")
         except InvalidRequest as exc:
             self.reject(exc.status, exc.message, exc.headers)
             return
@@ -409,6 +403,14 @@ class ServerProtocol(WebSocketProtocol):
         super().connection_lost(exc)
         if self._on_lost is not None:
             self._on_lost(self)
+
+
+def _parsed(values: list[str], parse: Callable[[list[str]], Any], name: str) -> Any:
+    """``parse(values)``, a malformed header answered with 400."""
+    try:
+        return parse(values)
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid {name}: {exc}", 400) from None
 
 
 def _switching(key: str, subprotocol: str | None, extensions: str | None) -> Response:
