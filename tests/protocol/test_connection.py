@@ -1358,3 +1358,39 @@ def test_arbitrary_bytes_never_raise(
         outcomes.append((events, failure, unkeyed(out)))
     # And the outcome does not depend on how the bytes were split.
     assert outcomes[0] == outcomes[1]
+
+
+@SIDES
+def test_receive_returns_events_left_waiting_first(side: Side) -> None:
+    conn = make(side)
+    conn.receive_data(peer_frame(side, FIN | TEXT, b"a"))
+    assert conn.receive(peer_frame(side, FIN | BINARY, b"b")) == ["a", b"b"]
+    assert conn.receive(peer_frame(side, FIN | PING, b"p")) == [Ping(b"p")]
+    assert conn.receive(b"") == []
+
+
+@SIDES
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_receive_is_receive_data_then_raw_events(side: Side, data: st.DataObject) -> None:
+    """``receive`` returns what ``raw_events`` would, including events left waiting."""
+    soup = data.draw(frame_soup(masked=side is SERVER) | st.binary(max_size=300))
+    chunks = split(soup, split_points(data.draw, len(soup), max_cuts=10))
+    drain = data.draw(st.lists(st.booleans(), min_size=len(chunks), max_size=len(chunks)))
+    reference, combined = make(side), make(side)
+    got: list[object] = []
+    want: list[object] = []
+    for chunk, now in zip(chunks, drain, strict=True):
+        reference.receive_data(chunk)
+        if now:
+            want.extend(reference.raw_events())
+            got.extend(combined.receive(chunk))
+        else:
+            # Events kept by receive_data come out with the next receive.
+            combined.receive_data(chunk)
+    want.extend(reference.raw_events())
+    got.extend(combined.receive(b""))
+    assert got == want
+    assert combined.raw_events() == []
+    assert sent(combined) == sent(reference)
+    assert type(combined.failure) is type(reference.failure)

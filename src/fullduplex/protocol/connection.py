@@ -63,6 +63,11 @@ class State(enum.IntEnum):
     CLOSED = 3
 
 
+# Looking a member up on an enum class costs about 100 ns on Python 3.11, and the
+# state is checked for every message sent: the members as module constants.
+_OPEN, _CLOSING, _CLOSED = State.OPEN, State.CLOSING, State.CLOSED
+_ABNORMAL = CloseCode.ABNORMAL_CLOSURE
+
 #: An event as :meth:`Connection.raw_events` gives it: a data message bare.
 RawEvent = str | bytes | Ping | Pong | CloseReceived
 
@@ -151,7 +156,7 @@ class Connection:
         if max_fragments is not None and max_fragments < 1:
             raise ValueError("max_fragments must be at least 1")
         self.side = side
-        self.state = State.OPEN
+        self.state = _OPEN
         self.max_size = max_size
         self.max_fragments = max_fragments
         self._client = side is CLIENT
@@ -231,7 +236,7 @@ class Connection:
         itself (:attr:`eof_wanted`), so this is always false for a server.
         """
         if self._client:
-            return self.state is State.CLOSING and (self.close_rcvd is not None or self.input_done)
+            return self.state is _CLOSING and (self.close_rcvd is not None or self.input_done)
         return False
 
     @property
@@ -239,14 +244,14 @@ class Connection:
         """The code the peer sent (1005 if none); 1006 if closed without a close frame."""
         if self.close_rcvd is not None:
             return self.close_rcvd[0]
-        return CloseCode.ABNORMAL_CLOSURE if self.state is State.CLOSED else None
+        return _ABNORMAL if self.state is _CLOSED else None
 
     @property
     def close_reason(self) -> str | None:
         """The reason the peer sent; ``""`` if it sent none or the connection dropped."""
         if self.close_rcvd is not None:
             return self.close_rcvd[1]
-        return "" if self.state is State.CLOSED else None
+        return "" if self.state is _CLOSED else None
 
     @property
     def was_clean(self) -> bool:
@@ -295,7 +300,7 @@ class Connection:
         if (
             self.deflate is None
             and not self._client
-            and self.state is State.OPEN
+            and self.state is _OPEN
             and not self._send_opcode
             and len(data) < _LARGE
         ):
@@ -327,11 +332,11 @@ class Connection:
             InvalidState: a close frame was already sent.
         """
         payload = encode_close(code, reason)
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise InvalidState("the connection is already closing")
         self._write_frame(_CLOSE, payload, True)
         self.close_sent = (code, reason)
-        self.state = State.CLOSING
+        self.state = _CLOSING
         if self.close_rcvd is not None and not self._client:
             self.eof_wanted = True
 
@@ -341,19 +346,19 @@ class Connection:
         With 1006 no close frame is sent (the connection is dropped). A server also
         asks for the TCP close at once; a client waits for the server to close it.
         """
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
-        if self.close_sent is None and code != CloseCode.ABNORMAL_CLOSURE:
+        if self.close_sent is None and code != _ABNORMAL:
             reason_bytes = reason.encode("utf-8")
             if len(reason_bytes) > 123:
                 reason = reason_bytes[:123].decode("utf-8", "ignore")
             self._write_frame(_CLOSE, encode_close(code, reason), True)
             self.close_sent = (code, reason)
-        self.state = State.CLOSING
+        self.state = _CLOSING
         self.input_done = True
         self._buf.clear()
         self._payload = None
-        if not self._client or code == CloseCode.ABNORMAL_CLOSURE:
+        if not self._client or code == _ABNORMAL:
             self.eof_wanted = True
 
     def prepare_frame(self, data: str | bytes) -> bytes:
@@ -370,7 +375,7 @@ class Connection:
         """Queue a frame built by :meth:`prepare_frame` (servers only)."""
         if self._client:
             raise InvalidState("a client must mask its frames")
-        if self.state is not State.OPEN or self._send_opcode:
+        if self.state is not _OPEN or self._send_opcode:
             raise InvalidState(f"cannot send a message in state {self.state.name}")
         self._out.append(frame)
         self.output_pending += len(frame)
@@ -382,7 +387,7 @@ class Connection:
         fin: bool,
         compress: bool | None = None,
     ) -> None:
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise InvalidState(f"cannot send data in state {self.state.name}")
         if opcode == _CONT:
             if not self._send_opcode:
@@ -407,7 +412,7 @@ class Connection:
         self._write_frame(opcode, data, fin, rsv1)
 
     def _send_control(self, opcode: int, data: bytes) -> None:
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise InvalidState(f"cannot send a control frame in state {self.state.name}")
         if len(data) > 125:
             raise ValueError("control frame payload is longer than 125 bytes")
@@ -446,13 +451,21 @@ class Connection:
     # ---------------------------------------------------------------- receiving
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes received from the network.
+        """Feed bytes received from the network; the events wait for :meth:`events`.
 
         Protocol violations never raise: they fail the connection with the right
         close code, recorded in :attr:`failure`.
         """
+        self._events = self.receive(data)
+
+    def receive(self, data: bytes | bytearray | memoryview) -> list[RawEvent]:
+        """Feed bytes and return the events not yet taken, as :meth:`raw_events` would.
+
+        :meth:`receive_data` and :meth:`raw_events` in one call: the I/O layer's
+        path for every read. Protocol violations fail the connection, as there.
+        """
         if self.input_done or not data:
-            return
+            return self.raw_events()
         buf = self._buf
         try:
             if not buf and self._remaining is None and not self._msg_opcode and SPEEDUPS:
@@ -460,27 +473,29 @@ class Connection:
                 # are taken by the C scanner in one call, the rest left to _parse.
                 buf += data
                 pos, found = scan(buf, 0, len(buf), self._client, self.max_size)
-                if found:
-                    self._events.extend(found)
                 if pos == len(buf):
                     buf.clear()
-                    return
+                    if not self._events:
+                        return found
+                    self._events.extend(found)
+                    return self.raw_events()
+                if found:
+                    self._events.extend(found)
                 del buf[:pos]
                 self._parse(scanned=True)
-                return
             else:
                 payload = self._payload
                 if payload is not None and not buf:
                     # The rest of a large frame goes straight into its payload.
                     n = payload.feed(data)
                     if payload.remaining:
-                        return
+                        return self.raw_events()
                     self._end_payload()
                     if n == len(data) or self.input_done:
-                        return
+                        return self.raw_events()
                     data = memoryview(data)[n:]
                 buf += data
-            self._parse()
+                self._parse()
         except ProtocolError as exc:
             self.failure = exc
             self.fail(exc.close_code, exc.reason)
@@ -490,13 +505,14 @@ class Connection:
             error = MessageTooBig("message too big for the memory available")
             self.failure = error
             self.fail(error.close_code, error.reason)
+        return self.raw_events()
 
     def receive_eof(self) -> None:
         """The TCP connection is closed (by the peer or by us). Idempotent."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
         self.eof_received = True
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self.input_done = True
         self._buf.clear()
         self._msg_parts = []
@@ -768,9 +784,9 @@ class Connection:
                 # Echo the status code received (§5.5.1); an empty close is echoed empty.
                 # A payload that decoded is a valid one to send back as it is (the
                 # codes we accept are the codes we send).
-                echo = None if code == CloseCode.NO_STATUS_RCVD else code
+                echo = None if code == 1005 else code  # 1005: no status code
                 self._write_frame(_CLOSE, payload, True)
                 self.close_sent = (echo, reason if echo else "")
-            self.state = State.CLOSING
+            self.state = _CLOSING
             if not self._client:
                 self.eof_wanted = True
