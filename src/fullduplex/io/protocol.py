@@ -36,6 +36,7 @@ logger = logging.getLogger("fullduplex")
 DEFAULT_WRITE_LIMIT = 64 * 1024
 # Enum members as constants: an enum class attribute costs ~100 ns on Python 3.11.
 _CONNECTING, _OPEN, _CLOSED = State.CONNECTING, State.OPEN, State.CLOSED
+_UNSET: Any = object()
 _GATHER = 64 * 1024
 
 
@@ -138,35 +139,35 @@ class WebSocketProtocol(asyncio.Protocol):
         "__dict__",
         "__weakref__",
         "_close_timer",
+        "_closed",
         "_closing_notified",
         "_dispatching",
         "_drain_waiters",
         "_failure_logged",
         "_flush_scheduled",
         "_last_recv",
+        "_local_address",
         "_open_deadlines",
         "_open_timer",
         "_ping_timer",
         "_pings",
         "_pong_timer",
         "_read_paused",
+        "_remote_address",
         "_tls",
         "_transport_closed",
         "_write_paused",
         "close_timeout",
-        "closed",
         "core",
         "deflate",
         "extensions",
         "listener",
-        "local_address",
         "loop",
         "max_fragments",
         "max_size",
         "open_timeout",
         "ping_interval",
         "ping_timeout",
-        "remote_address",
         "side",
         "subprotocol",
         "transport",
@@ -207,8 +208,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.subprotocol: str | None = None
         self.extensions: str = ""
         self.deflate: PerMessageDeflate | None = None
-        self.remote_address: Any = None
-        self.local_address: Any = None
+        # Looked up when first asked for: most connections never are.
+        self._remote_address: Any = _UNSET
+        self._local_address: Any = _UNSET
 
         self._dispatching = False
         self._tls = False
@@ -228,29 +230,60 @@ class WebSocketProtocol(asyncio.Protocol):
         self._closing_notified = False
         self._flush_scheduled = False
         self._failure_logged = False
-        self.closed: asyncio.Future[None] = self.loop.create_future()
+        # Created when first asked for (see closed): most connections never are.
+        self._closed: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ public state
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """A future resolved once the TCP connection is closed."""
+        closed = self._closed
+        if closed is None:
+            closed = self._closed = self.loop.create_future()
+            if self._transport_closed:
+                closed.set_result(None)
+        return closed
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address (``peername``), ``None`` before the connection is made."""
+        address = self._remote_address
+        if address is _UNSET:
+            if self.transport is None:
+                return None
+            address = self._remote_address = self.transport.get_extra_info("peername")
+        return address
+
+    @property
+    def local_address(self) -> Any:
+        """This end's address (``sockname``), ``None`` before the connection is made."""
+        address = self._local_address
+        if address is _UNSET:
+            if self.transport is None:
+                return None
+            address = self._local_address = self.transport.get_extra_info("sockname")
+        return address
 
     @property
     def state(self) -> State:
         """CONNECTING until the handshake is done, then the core's state."""
         if self.core is None:
-            return _CLOSED if self.closed.done() else _CONNECTING
+            return _CLOSED if self._transport_closed else _CONNECTING
         return self.core.state
 
     @property
     def close_code(self) -> int | None:
         """The peer's close code once CLOSED (1005 none, 1006 dropped), else None."""
         if self.core is None:
-            return CloseCode.ABNORMAL_CLOSURE if self.closed.done() else None
+            return CloseCode.ABNORMAL_CLOSURE if self._transport_closed else None
         return self.core.close_code if self.core.state is _CLOSED else None
 
     @property
     def close_reason(self) -> str | None:
         """The peer's close reason once CLOSED, else None."""
         if self.core is None:
-            return "" if self.closed.done() else None
+            return "" if self._transport_closed else None
         return self.core.close_reason if self.core.state is _CLOSED else None
 
     @property
@@ -269,8 +302,6 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=self.write_limit, low=self.write_limit // 4)
-        self.remote_address = transport.get_extra_info("peername")
-        self.local_address = transport.get_extra_info("sockname")
         self._tls = transport.get_extra_info("sslcontext") is not None
         if self.open_timeout is not None:
             deadlines = self._open_deadlines
@@ -309,7 +340,8 @@ class WebSocketProtocol(asyncio.Protocol):
                     # closes TCP (server) or waits for the server to (client).
             finally:
                 self._dispatching = False
-        self._flush()
+        if core.output_pending or core.input_done:
+            self._flush()
 
     def eof_received(self) -> bool | None:
         # The peer closed its side; we have nothing useful to add, so let the
@@ -334,8 +366,9 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             self.handshake_lost(exc)
         self._wake_drain()
-        if not self.closed.done():
-            self.closed.set_result(None)
+        closed = self._closed
+        if closed is not None and not closed.done():
+            closed.set_result(None)
         if core is not None and self.listener is not None:
             listener, self.listener = self.listener, None
             try:

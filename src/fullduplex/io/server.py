@@ -38,6 +38,8 @@ from .protocol import Listener, WebSocketProtocol
 __all__ = ["ServerProtocol"]
 
 logger = logging.getLogger("fullduplex.server")
+# An enum member looked up on its class costs ~100 ns on Python 3.11: once here.
+_SERVER = Side.SERVER
 
 DEFAULT_DEFLATE = DeflateOptions()
 
@@ -129,7 +131,7 @@ class ServerProtocol(WebSocketProtocol):
         on_lost: Callable[[ServerProtocol], None] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(Side.SERVER, **kwargs)
+        super().__init__(_SERVER, **kwargs)
         self._on_open = on_open
         self._on_made = on_made
         self._on_lost = on_lost
