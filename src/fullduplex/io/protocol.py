@@ -216,7 +216,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._tls = False
         self._write_paused = False
         self._read_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        # Created by the first drain() that waits.
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
         # Pings waiting for their pong, oldest first; created by the first ping.
         self._pings: OrderedDict[bytes, tuple[asyncio.Future[float], float]] | None = None
         self._last_recv = 0.0
@@ -352,9 +353,12 @@ class WebSocketProtocol(asyncio.Protocol):
         self._transport_closed = True
         if self._open_timer is not None:
             self._stop_open_timer()
-        for timer in (self._ping_timer, self._pong_timer, self._close_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        if self._pong_timer is not None:
+            self._pong_timer.cancel()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
         core = self.core
         if core is not None:
             core.receive_eof()
@@ -658,11 +662,16 @@ class WebSocketProtocol(asyncio.Protocol):
         if not self._write_paused or self._transport_closed:
             return
         waiter: asyncio.Future[None] = self.loop.create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
         self._drain_waiters.append(waiter)
         await waiter
 
     def _wake_drain(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
+        waiters = self._drain_waiters
+        if not waiters:
+            return
+        self._drain_waiters = None
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
