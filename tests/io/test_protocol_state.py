@@ -32,12 +32,15 @@ class Recorder:
         self.closed.put_nowait(ws)
 
 
-async def open_one(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_one(
+    port: int, opened: asyncio.Queue[Any]
+) -> tuple[asyncio.StreamWriter, WebSocketProtocol]:
+    """Open a connection; returns the client's writer and the server's protocol."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(REQUEST)
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
     assert head.startswith(b"HTTP/1.1 101 ")
-    return reader, writer
+    return writer, await asyncio.wait_for(opened.get(), TIMEOUT)
 
 
 async def test_addresses_before_during_and_after_the_connection() -> None:
@@ -49,10 +52,8 @@ async def test_addresses_before_during_and_after_the_connection() -> None:
     opened: asyncio.Queue[Any] = asyncio.Queue()
     lost: asyncio.Queue[Any] = asyncio.Queue()
     async with fullduplex.serve_callbacks(lambda: Recorder(opened, lost), port=0) as server:
-        _, asked_writer = await open_one(server.port)
-        asked = await asyncio.wait_for(opened.get(), TIMEOUT)
-        _, unasked_writer = await open_one(server.port)
-        unasked = await asyncio.wait_for(opened.get(), TIMEOUT)
+        asked_writer, asked = await open_one(server.port, opened)
+        unasked_writer, unasked = await open_one(server.port, opened)
         client_ends = [
             (w.get_extra_info("sockname"), w.get_extra_info("peername"))
             for w in (asked_writer, unasked_writer)
@@ -71,10 +72,8 @@ async def test_closed_resolves_whenever_it_is_first_asked_for() -> None:
     opened: asyncio.Queue[Any] = asyncio.Queue()
     lost: asyncio.Queue[Any] = asyncio.Queue()
     async with fullduplex.serve_callbacks(lambda: Recorder(opened, lost), port=0) as server:
-        _, early_writer = await open_one(server.port)
-        early = await asyncio.wait_for(opened.get(), TIMEOUT)
-        _, late_writer = await open_one(server.port)
-        late = await asyncio.wait_for(opened.get(), TIMEOUT)
+        early_writer, early = await open_one(server.port, opened)
+        late_writer, late = await open_one(server.port, opened)
 
         # Asked for while open: pending, resolved by the loss.
         waiting = early.closed
