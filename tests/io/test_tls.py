@@ -186,10 +186,14 @@ async def test_graceful_close_over_tls(ca: Any) -> None:
     server = await fullduplex.serve(
         echo, "127.0.0.1", 0, ssl=server_context(ca, "localhost"), close_timeout=1
     )
-    conn = await fullduplex.connect(f"wss://localhost:{server.port}/", ssl=client_context(ca))
+    port = server.port
+    conn = await fullduplex.connect(f"wss://localhost:{port}/", ssl=client_context(ca))
     await round_trip(conn)
     await wait(server.close())
     with pytest.raises(fullduplex.ConnectionClosedOK) as info:
         await wait(conn.recv())
     assert info.value.code == 1001
     await wait(conn.wait_closed())
+    # Still known once closed (asyncio's TLS transport forgets them then).
+    assert conn.remote_address[:2] == ("127.0.0.1", port)
+    assert conn.local_address[0] == "127.0.0.1"

@@ -304,6 +304,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=self.write_limit, low=self.write_limit // 4)
         self._tls = transport.get_extra_info("sslcontext") is not None
+        if self._tls:
+            # asyncio's TLS transport forgets its addresses once closed: ask now
+            # (a TLS handshake dwarfs the cost).
+            self._remote_address = transport.get_extra_info("peername")
+            self._local_address = transport.get_extra_info("sockname")
         if self.open_timeout is not None:
             deadlines = self._open_deadlines
             if deadlines is not None:
