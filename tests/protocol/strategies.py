@@ -12,9 +12,24 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import strategies as st
 
+# The C accelerator, None when it is not built; and the mark for tests that need it.
+try:
+    from fullduplex import _speedups as C
+except ImportError:
+    C = None  # type: ignore[assignment]
+
+needs_c = pytest.mark.skipif(
+    C is None,
+    reason="the C extension fullduplex._speedups is not built "
+    "(reinstall with a C compiler: pip install -e .)",
+)
+
+
 # ----------------------------------------------------------------- UTF-8 oracle
+
 
 # After a lead byte, only the *first* continuation byte has a narrowed range
 # (Unicode Table 3-7); later ones accept all of 80..BF. So to learn whether a prefix

@@ -27,20 +27,9 @@ from fullduplex.protocol.frames import encode_frame as py_encode_frame
 from fullduplex.protocol.mask import apply_mask as py_apply_mask
 from fullduplex.protocol.utf8 import Utf8Decoder
 
-from .strategies import BAD_SEQUENCES, first_impossible_byte, invalid_utf8, raw_frame
-
-try:
-    from fullduplex import _speedups as C
-except ImportError:
-    C = None  # type: ignore[assignment]
+from .strategies import BAD_SEQUENCES, C, first_impossible_byte, invalid_utf8, needs_c, raw_frame
 
 REQUIRED = os.environ.get("FULLDUPLEX_REQUIRE_SPEEDUPS", "") not in ("", "0")
-
-needs_c = pytest.mark.skipif(
-    C is None,
-    reason="the C extension fullduplex._speedups is not built "
-    "(reinstall with a C compiler: pip install -e .)",
-)
 
 
 class Impl(NamedTuple):

@@ -24,23 +24,12 @@ from hypothesis import example, given, settings, strategies as st
 from fullduplex.protocol import _accel, _accel_py, handshake
 from fullduplex.protocol.handshake import GUID, accept_key, build_response, parse_request
 
-from .strategies import mutated_request_heads, raw_frame, request_heads
-
-try:
-    from fullduplex import _speedups as C
-except ImportError:
-    C = None  # type: ignore[assignment]
+from .strategies import C, mutated_request_heads, needs_c, raw_frame, request_heads
 
 try:
     import _testcapi
 except ImportError:
     _testcapi = None
-
-needs_c = pytest.mark.skipif(
-    C is None,
-    reason="the C extension fullduplex._speedups is not built "
-    "(reinstall with a C compiler: pip install -e .)",
-)
 
 
 class Impl(NamedTuple):
